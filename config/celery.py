@@ -1,0 +1,31 @@
+"""The one Celery app: queues, routing, and the beat scheduler (django-celery-beat, editable in admin)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from celery import Celery
+from kombu import Exchange, Queue
+
+from config.env import load_settings
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
+
+if os.path.basename(sys.argv[0]) == "celery":
+    load_settings()  # a bad setting stops `celery -A config ...` with one line, not a traceback
+
+app = Celery("config")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+
+# default: short tasks (inbound processing, AI replies, Cloud API sends); campaigns: campaign dispatch;
+# sessions: work for the process that owns WhatsApp Web connections.
+TASK_QUEUES = ("default", "campaigns", "sessions")
+app.conf.task_queues = [Queue(name, Exchange(name, type="direct"), routing_key=name) for name in TASK_QUEUES]
+app.conf.task_default_exchange = "default"
+app.conf.task_default_routing_key = "default"
+app.conf.task_routes = {
+    "campaigns.tasks.*": {"queue": "campaigns"},
+    "sessions.tasks.*": {"queue": "sessions"},
+}
+app.autodiscover_tasks()

@@ -1,0 +1,23 @@
+"""Settings for the test suite: real PostgreSQL and Redis (a separate Redis database), fast hashing."""
+
+from config.env import env, validate_redis_url
+
+from .base import *  # noqa: F403
+from .base import CACHES, CHANNEL_LAYERS
+
+SECRET_KEY = "test-only-not-secret"
+ALLOWED_HOSTS = ["testserver", "localhost", "127.0.0.1"]
+TOKEN_ENCRYPTION_KEYS = ["dGVzdC1vbmx5LWtleS1ub3Qtc2VjcmV0LTMyYnl0ZXM="]
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+LANGUAGE_CODE = "en"
+
+# Tests keep their Redis keys apart from a running demo: database 9 unless TEST_REDIS_URL says otherwise.
+REDIS_URL = validate_redis_url(env.str("TEST_REDIS_URL", default="redis://127.0.0.1:6379/9"), "TEST_REDIS_URL")
+CELERY_BROKER_URL = REDIS_URL
+CACHES["default"]["LOCATION"] = REDIS_URL
+CHANNEL_LAYERS["default"]["CONFIG"]["hosts"] = [REDIS_URL]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = True

@@ -1,0 +1,104 @@
+"""WhatsApp numbers (lines) and their connection session (docs/sessions.md)."""
+
+from __future__ import annotations
+
+import phonenumbers
+from django.core.exceptions import ValidationError
+from django.db import models
+
+from crm.fields import EncryptedTextField
+from crm.models import Client, TimeStampedModel
+
+
+def validate_phone_number(value: str) -> None:
+    try:
+        parsed = phonenumbers.parse(value, None)
+    except phonenumbers.NumberParseException:
+        parsed = None
+    if parsed is None or not phonenumbers.is_possible_number(parsed):
+        raise ValidationError(f"“{value}” is not a phone number in international form, e.g. +51 987 654 321.")
+
+
+def to_e164(value: str) -> str:
+    return phonenumbers.format_number(phonenumbers.parse(value, None), phonenumbers.PhoneNumberFormat.E164)
+
+
+class Engine(models.TextChoices):
+    CLOUD = "cloud", "WhatsApp Cloud API"
+    WEB = "web", "WhatsApp Web (linked device)"
+    SANDBOX = "sandbox", "Sandbox (simulated)"
+
+
+class WhatsAppNumber(TimeStampedModel):
+    """One WhatsApp line of a client. Its queue decides where its conversations go."""
+
+    client = models.ForeignKey(Client, on_delete=models.PROTECT, related_name="numbers")
+    alias = models.CharField(max_length=120)
+    display_number = models.CharField(max_length=32, validators=[validate_phone_number])
+    phone_number_id = models.CharField(
+        "Meta phone-number id",
+        max_length=64,
+        unique=True,
+        help_text="Meta's numeric id for Cloud API numbers; a placeholder such as wsp-… until it is known.",
+    )
+    engine = models.CharField(max_length=16, choices=Engine.choices, default=Engine.CLOUD)
+    access_token = EncryptedTextField(blank=True, help_text="Stored encrypted; never shown in full.")
+    verify_token = EncryptedTextField(blank=True, help_text="Webhook verify token; stored encrypted.")
+    waba_id = models.CharField("WABA id", max_length=64, blank=True)
+    is_active = models.BooleanField(default=True)
+    # A plain reference: routing reads it in `conversations`; nothing in `sessions` acts on queues.
+    queue = models.ForeignKey(
+        "queues.Queue",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="numbers",
+        help_text="Conversations on this number go to this queue.",
+    )
+
+    CLIENT_PATH = "client"
+
+    class Meta:
+        ordering = ["client__name", "alias"]
+        verbose_name = "WhatsApp number"
+
+    def __str__(self) -> str:
+        return f"{self.alias} ({self.display_number})"
+
+    @property
+    def e164(self) -> str:
+        return to_e164(self.display_number)
+
+    def clean(self) -> None:
+        if self.queue_id and self.client_id and self.queue.client_id != self.client_id:
+            raise ValidationError({"queue": "The queue belongs to another client."})
+
+
+class SessionState(models.TextChoices):
+    DISCONNECTED = "disconnected", "Disconnected"
+    CONNECTING = "connecting", "Connecting"
+    WAITING_QR = "waiting_qr", "Waiting for QR scan"
+    CONNECTED = "connected", "Connected"
+    LOGGED_OUT = "logged_out", "Logged out"
+    CONFLICT = "conflict", "Conflict (connected elsewhere)"
+    ERROR = "error", "Error"
+
+
+class NumberSession(TimeStampedModel):
+    """The connection state of one number, as the process that owns its connection last reported it."""
+
+    number = models.OneToOneField(WhatsAppNumber, on_delete=models.CASCADE, related_name="session")
+    state = models.CharField(max_length=20, choices=SessionState.choices, default=SessionState.DISCONNECTED)
+    state_reason = models.CharField(max_length=255, blank=True)
+    state_changed_at = models.DateTimeField(null=True, blank=True)
+    device_jid = models.CharField("paired device JID", max_length=128, blank=True)
+    last_connected_at = models.DateTimeField(null=True, blank=True)
+
+    CLIENT_PATH = "number__client"
+
+    class Meta:
+        ordering = ["number__alias"]
+        verbose_name = "session"
+
+    def __str__(self) -> str:
+        return f"{self.number.alias}: {self.get_state_display()}"
