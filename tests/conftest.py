@@ -15,6 +15,18 @@ from django.conf import settings
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Transactional tests flush every table when they end, which would delete what data migrations created
+    (the default client, the role groups). Give them serialized rollback so every test starts from the migrated
+    state, whatever ran before it."""
+    for item in items:
+        marker = item.get_closest_marker("django_db")
+        if marker and marker.kwargs.get("transaction") and "serialized_rollback" not in marker.kwargs:
+            item.add_marker(
+                pytest.mark.django_db(*marker.args, **marker.kwargs, serialized_rollback=True), append=False
+            )
+
+
 @pytest.fixture(autouse=True)
 def _clean_redis():
     """Each test starts with an empty test Redis database (never the demo's database 0)."""
