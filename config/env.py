@@ -33,6 +33,8 @@ REDIS_SCHEMES = {"redis", "rediss"}
 URL_SHAPES = {
     "DATABASE_URL": "postgres://USER:PASSWORD@HOST:5432/NAME",
     "REDIS_URL": "redis://HOST:6379/0",
+    "CELERY_BROKER_URL": "redis://HOST:6379/0",
+    "TEST_REDIS_URL": "redis://HOST:6379/9",
 }
 
 

@@ -1,5 +1,7 @@
-"""Client scoping for Django admin: a staff user limited to some clients sees, opens, changes and picks only
-those clients' rows, in change lists, change forms, foreign-key choices and autocomplete alike."""
+"""Client scoping for Django admin (docs/clients.md).
+
+A staff user limited to some clients sees, opens, changes and picks only those clients' rows, in change lists,
+change forms, foreign-key choices and autocomplete alike."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Encryption at rest for provider tokens (Fernet, keys from TOKEN_ENCRYPTION_KEY, first key encrypts).
+"""Encryption at rest for provider tokens (docs/clients.md): Fernet, keys from TOKEN_ENCRYPTION_KEY, first encrypts.
 
 Values come back from the database wrapped in `Secret`, whose str/repr are masked, so a token that reaches a
 log line, a template or an exception message shows as `••••abcd`, never in full. Call `.reveal()` at the one

@@ -1,4 +1,4 @@
-"""Health of the parts the product needs: PostgreSQL, Redis, Celery workers per queue, beat.
+"""Health of the parts the product needs (docs/operations.md): PostgreSQL, Redis, Celery workers per queue, beat.
 
 Each check returns quickly (bounded by HEALTH_CHECK_TIMEOUT) and never raises: a failing part is reported by
 name, so /healthz can answer 503 with what is wrong instead of crashing.

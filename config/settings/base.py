@@ -110,8 +110,7 @@ STORAGES = {
 }
 
 # --- Celery ------------------------------------------------------------------------------------------------
-CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
-validate_redis_url(CELERY_BROKER_URL, "CELERY_BROKER_URL")
+CELERY_BROKER_URL = validate_redis_url(env.str("CELERY_BROKER_URL", default="") or REDIS_URL, "CELERY_BROKER_URL")
 CELERY_RESULT_BACKEND = None
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_TASK_ACKS_LATE = True
