@@ -159,3 +159,8 @@ def test_staff_without_any_client_sees_nothing(client, two_clients):
 
 def test_limited_staff_cannot_manage_users(ventas_staff):
     assert ventas_staff.get("/admin/auth/user/").status_code == 403
+
+
+def test_admin_header_tells_staff_which_clients_they_work_in(ventas_staff, admin_client, client, two_clients):
+    assert "Clients: Ventas" in ventas_staff.get("/admin/").content.decode()
+    assert "All clients" in admin_client.get("/admin/").content.decode()
