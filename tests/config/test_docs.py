@@ -20,10 +20,11 @@ def variables_read_by_the_code() -> set[str]:
     for app in APPS:
         for path in (ROOT / app).rglob("*.py"):
             found |= set(READ_PATTERN.findall(path.read_text()))
-    for name in ("Procfile", "config/docker/entrypoint.sh"):
+    for name in ("Procfile", "config/docker/entrypoint.sh", "compose.yaml"):
         path = ROOT / name
         if path.exists():
-            found |= set(SHELL_PATTERN.findall(path.read_text()))
+            code = "\n".join(line for line in path.read_text().splitlines() if not line.lstrip().startswith("#"))
+            found |= set(SHELL_PATTERN.findall(code))
     return found - {"HOSTNAME", "PATH", "HOME"}
 
 
