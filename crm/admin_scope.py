@@ -6,11 +6,27 @@ change forms, foreign-key choices and autocomplete alike."""
 from __future__ import annotations
 
 from django.contrib import admin
-from django.db.models import QuerySet
+from django.contrib.admin.utils import get_fields_from_path
+from django.core.exceptions import FieldDoesNotExist
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 
 from crm.models import Client
 from crm.selectors import client_path_for, client_scope
+
+
+class ClientScopedRelatedFieldListFilter(admin.RelatedFieldListFilter):
+    """A sidebar filter on a relation that offers only related rows of the clients the user may see."""
+
+    def field_choices(self, field, request, model_admin):
+        ordering = self.field_admin_ordering(field, request, model_admin)
+        related = field.related_model
+        if client_path_for(related) is None:
+            return super().field_choices(field, request, model_admin)
+        visible = client_scope(related._default_manager.all(), request.user)
+        return field.get_choices(
+            include_blank=False, ordering=ordering, limit_choices_to=Q(pk__in=visible.values("pk"))
+        )
 
 
 class ClientScopedMixin:
@@ -35,6 +51,20 @@ class ClientScopedMixin:
 
     def formfield_for_manytomany(self, db_field, request, **kwargs):
         return self._scope_field(super().formfield_for_manytomany(db_field, request, **kwargs), request)
+
+    def get_list_filter(self, request: HttpRequest):
+        """Relation filters (`client`, `queue`, `queue__client`…) list only the user's clients' rows."""
+        scoped = []
+        for entry in super().get_list_filter(request):
+            if isinstance(entry, str):
+                try:
+                    field = get_fields_from_path(self.model, entry)[-1]
+                except FieldDoesNotExist:
+                    field = None
+                if field is not None and field.is_relation:
+                    entry = (entry, ClientScopedRelatedFieldListFilter)
+            scoped.append(entry)
+        return scoped
 
 
 class ClientScopedAdmin(ClientScopedMixin, admin.ModelAdmin):
