@@ -1,5 +1,6 @@
 from django.contrib import admin
 from django.urls import path
+from django.views.generic import RedirectView
 
 from crm.views import healthz
 
@@ -10,4 +11,6 @@ admin.site.index_title = "Operations"
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
+    # Until the agent-facing CRM views exist, the site's front door is the operator console.
+    path("", RedirectView.as_view(pattern_name="admin:index"), name="home"),
 ]

@@ -188,3 +188,9 @@ def test_sidebar_filters_never_name_another_clients_rows(ventas_staff, admin_cli
     names = sidebar_choices(ventas_staff.get(url))
 
     assert not [name for name in names if "Marketing" in name or name == "Default"]
+
+
+def test_the_front_door_leads_to_the_admin(client):
+    response = client.get("/")
+
+    assert response.status_code == 302 and response.url == "/admin/"
