@@ -24,8 +24,6 @@ TASK_QUEUES = ("default", "campaigns", "sessions")
 app.conf.task_queues = [Queue(name, Exchange(name, type="direct"), routing_key=name) for name in TASK_QUEUES]
 app.conf.task_default_exchange = "default"
 app.conf.task_default_routing_key = "default"
-app.conf.task_routes = {
-    "campaigns.tasks.*": {"queue": "campaigns"},
-    "sessions.tasks.*": {"queue": "sessions"},
-}
+# Campaign tasks go to their queue; any other task names its queue (`@shared_task(queue=...)`) or runs on default.
+app.conf.task_routes = {"campaigns.tasks.*": {"queue": "campaigns"}}
 app.autodiscover_tasks()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import phonenumbers
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 
@@ -102,3 +103,36 @@ class NumberSession(TimeStampedModel):
 
     def __str__(self) -> str:
         return f"{self.number.alias}: {self.get_state_display()}"
+
+
+class RegistrySyncRun(models.Model):
+    """One reconciliation of the connection registry into the numbers table, whatever started it."""
+
+    class Trigger(models.TextChoices):
+        SCHEDULE = "schedule", "Beat schedule"
+        COMMAND = "command", "manage.py sync_numbers"
+        ADMIN = "admin", "Admin button"
+
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField()
+    trigger = models.CharField(max_length=16, choices=Trigger.choices)
+    triggered_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    file_path = models.CharField(max_length=500)
+    dry_run = models.BooleanField(default=False)
+    success = models.BooleanField()
+    summary = models.CharField(max_length=300)
+    report = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        indexes = [models.Index(fields=["success", "dry_run", "-started_at"])]
+        verbose_name = "registry sync run"
+        # Staff may start a sync ("Sync from registry" on the numbers list); the reports stay superuser-only.
+        permissions = [("run_registrysyncrun", "Can run a registry sync")]
+
+    def __str__(self) -> str:
+        return f"{self.get_trigger_display()} at {self.started_at:%Y-%m-%d %H:%M:%S}: {self.summary}"

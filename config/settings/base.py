@@ -126,6 +126,13 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)}
 CELERY_BEAT_SCHEDULER = "crm.beat:HealthRecordingScheduler"
 
+# --- Connection registry (docs/registry.md) -----------------------------------------------------------------
+# The JSON file of Cloud API connections synced into the numbers table (hourly by beat, `manage.py sync_numbers`,
+# the admin button). Empty: no registry; the scheduled sync does nothing.
+WHATSAPP_CONNECTIONS_FILE = env.str("WHATSAPP_CONNECTIONS_FILE", default="")
+# /healthz reports the registry unhealthy when the last successful sync is older than this (seconds).
+REGISTRY_SYNC_MAX_AGE = env.int("REGISTRY_SYNC_MAX_AGE", default=3 * 3600)
+
 # --- Health ------------------------------------------------------------------------------------------------
 # Queues /healthz expects at least one worker to consume, and how stale beat's last tick may be.
 HEALTH_EXPECTED_QUEUES: list[str] = env.list("HEALTH_EXPECTED_QUEUES", default=["default", "campaigns", "sessions"])

@@ -22,3 +22,5 @@ STORAGES = {
 }
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = True
+# Tests pass registry files explicitly; a developer's own registry in .env must not leak into them.
+WHATSAPP_CONNECTIONS_FILE = ""
