@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from conversations.models import Contact, Conversation, Message
+from conversations.models import Contact, Conversation, Message, UnroutedConversation
 from crm.admin_scope import ClientScopedAdmin, ClientScopedTabularInline
 
 
@@ -47,3 +47,14 @@ class MessageAdmin(ClientScopedAdmin):
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False
+
+
+@admin.register(UnroutedConversation)
+class UnroutedConversationAdmin(ConversationAdmin):
+    """Conversations that reached a number without a queue. Setting the number's queue routes them."""
+
+    list_display = ["contact", "number", "status", "last_message_at", "created_at"]
+    list_filter = ["client", "number"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).filter(queue__isnull=True).exclude(status=Conversation.Status.RESOLVED)

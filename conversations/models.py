@@ -81,6 +81,14 @@ class Conversation(TimeStampedModel):
             raise ValidationError(errors)
 
 
+class UnroutedConversation(Conversation):
+    """Open conversations whose number had no queue: stored, never dropped, listed in admin until routed."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "unrouted conversation"
+
+
 class Message(TimeStampedModel):
     class Direction(models.TextChoices):
         INBOUND = "in", "Inbound"

@@ -90,9 +90,44 @@ def check_beat() -> CheckResult:
     return result
 
 
+def check_registry() -> CheckResult:
+    """Age and outcome of the last registry sync; unhealthy when syncs fail or stop (if a registry is configured)."""
+    from sessions.selectors import registry_sync_last_run
+
+    try:
+        last = registry_sync_last_run()
+        last_ok = last if last is None or last.success else registry_sync_last_run(successful_only=True)
+    except Exception as exc:
+        return {"ok": False, "error": f"cannot read registry sync runs ({type(exc).__name__})"}
+    now = time.time()
+    detail: dict = {
+        "configured": bool(settings.WHATSAPP_CONNECTIONS_FILE),
+        "last_run_age_seconds": round(now - last.started_at.timestamp(), 1) if last else None,
+        "last_run_success": last.success if last else None,
+        "last_success_age_seconds": round(now - last_ok.started_at.timestamp(), 1) if last_ok else None,
+    }
+    if not settings.WHATSAPP_CONNECTIONS_FILE:
+        return {"ok": True, "detail": detail}
+    if last is not None and not last.success:
+        return {"ok": False, "detail": detail, "error": f"the last registry sync failed: {last.summary}"}
+    if last_ok is None:
+        return {"ok": False, "detail": detail, "error": "the registry has never synced successfully"}
+    if detail["last_success_age_seconds"] > settings.REGISTRY_SYNC_MAX_AGE:
+        return {
+            "ok": False,
+            "detail": detail,
+            "error": f"last successful registry sync was {int(detail['last_success_age_seconds'])}s ago "
+            f"(limit {settings.REGISTRY_SYNC_MAX_AGE}s)",
+        }
+    return {"ok": True, "detail": detail}
+
+
 def health_report() -> dict:
     """Every check; workers and beat are only asked when Redis (their broker and store) answers."""
     checks: dict[str, CheckResult] = {"database": check_database(), "redis": check_redis()}
+    checks["registry"] = (
+        check_registry() if checks["database"]["ok"] else {"ok": False, "error": "not checked: database is down"}
+    )
     if checks["redis"]["ok"]:
         checks["workers"] = check_workers()
         checks["beat"] = check_beat()

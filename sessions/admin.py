@@ -1,14 +1,52 @@
-from django.contrib import admin
+import json
 
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponseNotAllowed, HttpResponseRedirect
+from django.urls import path, reverse
+from django.utils.html import format_html
+
+from conversations.services import conversation_route_unrouted
 from crm.admin_scope import ClientScopedAdmin
-from sessions.models import NumberSession, WhatsAppNumber
-from sessions.services import number_session_ensure
+from crm.models import Client
+from crm.selectors import client_ids_visible_to
+from sessions.models import NumberSession, RegistrySyncRun, WhatsAppNumber
+from sessions.services import number_session_ensure, number_sync_from_registry
+
+MAX_REPORT_MESSAGES = 25
+
+
+class QueueAssignmentFilter(admin.SimpleListFilter):
+    title = "queue assignment"
+    parameter_name = "has_queue"
+
+    def lookups(self, request, model_admin):
+        return [("no", "Without queue"), ("yes", "With queue")]
+
+    def queryset(self, request, queryset):
+        if self.value() in ("no", "yes"):
+            return queryset.filter(queue__isnull=self.value() == "no")
+        return queryset
+
+
+class ActiveFilter(admin.SimpleListFilter):
+    title = "status"
+    parameter_name = "status"
+
+    def lookups(self, request, model_admin):
+        return [("active", "Active"), ("inactive", "Inactive")]
+
+    def queryset(self, request, queryset):
+        if self.value() in ("active", "inactive"):
+            return queryset.filter(is_active=self.value() == "active")
+        return queryset
 
 
 @admin.register(WhatsAppNumber)
 class WhatsAppNumberAdmin(ClientScopedAdmin):
     list_display = ["alias", "display_number", "client", "engine", "queue", "is_active", "state", "token"]
-    list_filter = ["engine", "is_active", "client", "queue"]
+    list_editable = ["queue"]
+    list_filter = [QueueAssignmentFilter, ActiveFilter, "engine", "client", "queue"]
     search_fields = ["alias", "display_number", "phone_number_id", "waba_id"]
     list_select_related = ["client", "queue", "session"]
     autocomplete_fields = ["queue"]
@@ -26,9 +64,106 @@ class WhatsAppNumberAdmin(ClientScopedAdmin):
     def token(self, obj: WhatsAppNumber) -> str:
         return obj.access_token.masked() if obj.access_token else "—"
 
+    def get_changelist_formset(self, request, **kwargs):
+        # Queue picker in each row, without the add/change/delete/view icons of the change form.
+        formset = super().get_changelist_formset(request, **kwargs)
+        widget = formset.form.base_fields["queue"].widget
+        widget.can_add_related = widget.can_change_related = widget.can_delete_related = False
+        widget.can_view_related = False
+        return formset
+
     def save_model(self, request, obj, form, change) -> None:
         super().save_model(request, obj, form, change)
         number_session_ensure(number=obj)
+        if "queue" in form.changed_data:
+            routed = conversation_route_unrouted(number=obj)
+            if routed:
+                self.message_user(request, f"{routed} waiting conversation(s) of {obj.alias} routed to {obj.queue}.")
+
+    # --- "Sync from registry" (changelist buttons) ---------------------------------------------------------
+    def can_sync_registry(self, request: HttpRequest) -> bool:
+        return request.user.is_active and request.user.has_perm("wa_sessions.run_registrysyncrun")
+
+    def get_urls(self):
+        sync = self.admin_site.admin_view(self.sync_registry_view)
+        return [path("sync-registry/", sync, name="wa_sessions_whatsappnumber_sync_registry"), *super().get_urls()]
+
+    def changelist_view(self, request, extra_context=None):
+        extra_context = {**(extra_context or {}), "can_sync_registry": self.can_sync_registry(request)}
+        return super().changelist_view(request, extra_context=extra_context)
+
+    def sync_registry_view(self, request: HttpRequest):
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not self.can_sync_registry(request):
+            raise PermissionDenied
+        dry_run = request.POST.get("dry_run") == "1"
+        run = number_sync_from_registry(trigger=RegistrySyncRun.Trigger.ADMIN, dry_run=dry_run, user=request.user)
+        self.message_report(request, run)
+        return HttpResponseRedirect(reverse("admin:wa_sessions_whatsappnumber_changelist"))
+
+    def message_report(self, request: HttpRequest, run: RegistrySyncRun) -> None:
+        """The run's report as admin messages. The registry spans every client: a user limited to some clients
+        gets the counts, and the lines about their own clients' numbers only."""
+        report = run.report
+        visible = client_ids_visible_to(request.user)
+        slugs = None if visible is None else set(Client.objects.filter(pk__in=visible).values_list("slug", flat=True))
+
+        def mine(number: dict) -> bool:
+            return slugs is None or number.get("client") in slugs
+
+        level = messages.SUCCESS if run.success else messages.ERROR
+        if request.user.has_perm("wa_sessions.view_registrysyncrun"):
+            run_url = reverse("admin:wa_sessions_registrysyncrun_change", args=[run.pk])
+            self.message_user(request, format_html('{} (<a href="{}">run {}</a>)', run.summary, run_url, run.pk), level)
+        else:
+            self.message_user(request, f"{run.summary} (run {run.pk})", level)
+        if slugs is None:
+            lines = [(messages.ERROR, f"{_where(e)}: {e['message']}") for e in report["errors"]]
+        elif report["errors"]:
+            lines = [
+                (
+                    messages.ERROR,
+                    "The registry file has errors; a superuser can read them in the run's report.",
+                )
+            ]
+        else:
+            lines = []
+        lines += [
+            (messages.INFO, f"Created {n['alias']} ({n['phone_number_id']})") for n in report["created"] if mine(n)
+        ]
+        lines += [
+            (messages.INFO, f"Updated {n['alias']} ({n['phone_number_id']}): {', '.join(n['fields'])}")
+            for n in report["updated"]
+            if mine(n)
+        ]
+        lines += [
+            (messages.INFO, f"Corrected id {f['from']} → {f['to']} ({f['alias']})")
+            for f in report["ids_corrected"]
+            if mine(f)
+        ]
+        lines += [
+            (messages.WARNING, f"Not in the registry: {n['alias']} ({n['phone_number_id']})")
+            for n in report["missing_from_registry"]
+            if mine(n)
+        ]
+        lines += [
+            (messages.WARNING, f"No queue: {n['alias']} ({n['phone_number_id']})")
+            for n in report["without_queue"]
+            if mine(n)
+        ]
+        for line_level, text in lines[:MAX_REPORT_MESSAGES]:
+            self.message_user(request, text, line_level)
+        if len(lines) > MAX_REPORT_MESSAGES:
+            self.message_user(
+                request, f"… and {len(lines) - MAX_REPORT_MESSAGES} more in the run's report.", messages.INFO
+            )
+
+
+def _where(error: dict) -> str:
+    if error["index"] is None:
+        return "Registry file"
+    return f"Entry {error['index']}" + (f" (id {error['id']})" if error["id"] else "")
 
 
 @admin.register(NumberSession)
@@ -41,3 +176,44 @@ class NumberSessionAdmin(ClientScopedAdmin):
 
     def has_add_permission(self, request) -> bool:
         return False  # created with its number; states are written by the process that owns the connection
+
+
+@admin.register(RegistrySyncRun)
+class RegistrySyncRunAdmin(admin.ModelAdmin):
+    """Every reconciliation, whatever started it. Superusers only: reports name every client's numbers."""
+
+    list_display = ["started_at", "trigger", "triggered_by", "dry_run", "success", "summary"]
+    list_filter = ["success", "trigger", "dry_run"]
+    fields = [
+        "started_at",
+        "finished_at",
+        "trigger",
+        "triggered_by",
+        "file_path",
+        "dry_run",
+        "success",
+        "summary",
+        "pretty_report",
+    ]
+    readonly_fields = fields
+
+    @admin.display(description="report")
+    def pretty_report(self, obj: RegistrySyncRun) -> str:
+        return format_html(
+            "<pre style='white-space: pre-wrap'>{}</pre>", json.dumps(obj.report, indent=2, ensure_ascii=False)
+        )
+
+    def has_module_permission(self, request) -> bool:
+        return request.user.is_superuser
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        return request.user.is_superuser
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return request.user.is_superuser
