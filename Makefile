@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PY := $(BIN)/python
 
-.PHONY: run test install install-dev lint format migrations key services clean
+.PHONY: run test bench install install-dev lint format migrations key services clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ test: install-dev
 	$(BIN)/ruff format --check .
 	DJANGO_SETTINGS_MODULE=config.settings.test $(PY) manage.py makemigrations --check --dry-run
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+## bench: every benchmark in bench/ against this machine's PostgreSQL and Redis (own database); prints figures
+bench: install
+	@status=0; for script in bench/[!_]*.py; do $(PY) $$script $(BENCH_ARGS) || status=1; done; exit $$status
 
 lint: install-dev
 	$(BIN)/ruff check .

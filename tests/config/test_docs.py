@@ -12,7 +12,7 @@ from tests.conftest import ROOT
 
 READ_PATTERN = re.compile(r'(?:env\.(?:str|int|bool|list|float)|require|os\.environ\.get)\(\s*"([A-Z][A-Z0-9_]+)"')
 SHELL_PATTERN = re.compile(r"\$\{([A-Z][A-Z0-9_]+)[:}?-]")
-APPS = ["config", "crm", "sessions", "queues", "conversations", "campaigns"]
+APPS = ["config", "crm", "sessions", "queues", "conversations", "campaigns", "bench"]
 
 
 def variables_read_by_the_code() -> set[str]:
