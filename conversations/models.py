@@ -12,11 +12,19 @@ from sessions.models import validate_phone_number
 
 
 class Contact(TimeStampedModel):
-    """A customer of one client. The same phone under two clients is two contacts: nothing crosses clients."""
+    """A customer of one client. The same phone under two clients is two contacts: nothing crosses clients.
+
+    One person, one contact: `identity_key` merges the national variants of a number (Brazil's 9th digit,
+    Mexico's 521/52, Argentina's 549/54; see conversations/identity.py), and `bsuid` (Meta's business-scoped
+    user id) identifies customers whose payloads carry no phone number.
+    """
 
     client = models.ForeignKey(Client, on_delete=models.PROTECT, related_name="contacts")
-    phone = models.CharField("phone (E.164)", max_length=32, validators=[validate_phone_number])
+    phone = models.CharField("phone (E.164)", max_length=32, blank=True, validators=[validate_phone_number])
+    identity_key = models.CharField(max_length=32, blank=True, editable=False)
     wa_id = models.CharField("WhatsApp id", max_length=64, blank=True)
+    bsuid = models.CharField("business-scoped user id", max_length=160, blank=True)
+    username = models.CharField(max_length=100, blank=True)
     name = models.CharField(max_length=200, blank=True)
     opted_out_at = models.DateTimeField(null=True, blank=True)
 
@@ -24,17 +32,40 @@ class Contact(TimeStampedModel):
 
     class Meta:
         ordering = ["client__name", "name", "phone"]
-        constraints = [models.UniqueConstraint(fields=["client", "phone"], name="unique_contact_phone_per_client")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["client", "identity_key"], condition=~Q(identity_key=""), name="unique_contact_identity"
+            ),
+            models.UniqueConstraint(fields=["client", "bsuid"], condition=~Q(bsuid=""), name="unique_contact_bsuid"),
+            models.CheckConstraint(condition=~Q(identity_key="") | ~Q(bsuid=""), name="contact_has_phone_or_bsuid"),
+        ]
 
     def __str__(self) -> str:
-        return self.name or self.phone
+        return self.name or self.phone or self.username or self.bsuid
+
+    def set_phone(self, value: str) -> None:
+        """Store `value` in E.164 with its identity key. Raises PhoneIdentityError for what is not a phone."""
+        from conversations.identity import phone_identity
+
+        identity = phone_identity(value)
+        self.phone, self.identity_key = identity.e164, identity.key
+
+    def clean(self) -> None:
+        if not self.phone and not self.bsuid:
+            raise ValidationError("A contact needs a phone number or a business-scoped user id.")
+        if self.phone:
+            from conversations.identity import PhoneIdentityError
+
+            try:
+                self.set_phone(self.phone)
+            except PhoneIdentityError as exc:
+                raise ValidationError({"phone": str(exc)}) from None
 
 
 class Conversation(TimeStampedModel):
     class Status(models.TextChoices):
-        WAITING = "waiting", "Waiting in queue"
-        ASSIGNED = "assigned", "Assigned"
-        SNOOZED = "snoozed", "Snoozed"
+        PENDING = "pending", "Waiting in queue"
+        OPEN = "open", "Open (assigned)"
         RESOLVED = "resolved", "Resolved"
 
     client = models.ForeignKey(Client, on_delete=models.PROTECT, related_name="conversations")
@@ -50,7 +81,12 @@ class Conversation(TimeStampedModel):
         blank=True,
         related_name="assigned_conversations",
     )
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.WAITING)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    # Since when it waits for an agent (pending conversations are handed out oldest first).
+    waiting_since = models.DateTimeField(null=True, blank=True)
+    assigned_at = models.DateTimeField(null=True, blank=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    snoozed_until = models.DateTimeField(null=True, blank=True, help_text="Hidden from the inbox until then.")
     last_message_at = models.DateTimeField(null=True, blank=True)
     last_inbound_at = models.DateTimeField(null=True, blank=True, help_text="Opens the 24-hour reply window.")
 
@@ -66,7 +102,11 @@ class Conversation(TimeStampedModel):
                 name="one_open_conversation_per_number_contact",
             ),
         ]
-        indexes = [models.Index(fields=["queue", "status", "last_message_at"])]
+        indexes = [
+            models.Index(fields=["queue", "status", "last_message_at"]),
+            models.Index(fields=["queue", "status", "waiting_since"]),
+            models.Index(fields=["assigned_to", "status"]),
+        ]
 
     def __str__(self) -> str:
         return f"{self.contact} via {self.number.alias}"
@@ -109,16 +149,21 @@ class Message(TimeStampedModel):
         REACTION = "reaction", "Reaction"
         ORDER = "order", "Order"
         TEMPLATE = "template", "Template"
+        SYSTEM = "system", "System notice"
         NOTE = "note", "Internal note"
         UNSUPPORTED = "unsupported", "Unsupported"
 
     class Status(models.TextChoices):
-        RECEIVED = "received", "Received"
-        PENDING = "pending", "Pending"
+        RECEIVED = "received", "Received"  # inbound
+        PENDING = "pending", "Queued"  # outbound, written, not yet handed to the provider
+        SENDING = "sending", "Sending"  # provider call in flight
+        ACCEPTED = "accepted", "Accepted"  # the provider returned its id
         SENT = "sent", "Sent"
         DELIVERED = "delivered", "Delivered"
         READ = "read", "Read"
+        PLAYED = "played", "Played"
         FAILED = "failed", "Failed"
+        UNKNOWN = "unknown", "Unknown (interrupted while sending)"
 
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
     # Denormalised from the conversation so provider ids are unique per number in the database itself.
@@ -130,8 +175,14 @@ class Message(TimeStampedModel):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     error_code = models.CharField(max_length=32, blank=True)
     error_reason = models.CharField(max_length=500, blank=True)
+    status_at = models.DateTimeField(null=True, blank=True, help_text="When the provider reported the status.")
     payload = models.JSONField(default=dict, blank=True, help_text="The provider's raw message.")
+    media_id = models.CharField(max_length=128, blank=True)
+    media_mime_type = models.CharField(max_length=100, blank=True)
+    media_filename = models.CharField(max_length=255, blank=True)
     quoted = models.ForeignKey("self", on_delete=models.SET_NULL, null=True, blank=True, related_name="replies")
+    # The quoted (or reacted-to) message's provider id, kept even when that message is not stored here.
+    quoted_provider_message_id = models.CharField(max_length=128, blank=True)
     sent_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="sent_messages"
     )
@@ -155,3 +206,60 @@ class Message(TimeStampedModel):
     def clean(self) -> None:
         if self.conversation_id and self.number_id and self.conversation.number_id != self.number_id:
             raise ValidationError({"number": "A message's number is its conversation's number."})
+
+
+class WebhookEvent(TimeStampedModel):
+    """One webhook body exactly as the provider delivered it, stored before it is acknowledged (docs/inbound.md).
+
+    Processing reads it from here, so a crash after the 200 loses nothing: the sweeper hands pending events to
+    a worker again, and processing is idempotent on provider message ids.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        PROCESSED = "processed", "Processed"
+        FAILED = "failed", "Failed"
+
+    client = models.ForeignKey(Client, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    body = models.JSONField()
+    phone_number_ids = models.JSONField(default=list)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    processed_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    report = models.JSONField(default=dict, blank=True)
+
+    CLIENT_PATH = "client"
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["status", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"Webhook event {self.pk} ({self.get_status_display()})"
+
+
+class UnmatchedStatus(TimeStampedModel):
+    """A delivery status that arrived before its outbound message's provider id was recorded.
+
+    The outbound service applies it when it records the id; the sweeper retries and eventually expires it.
+    """
+
+    number = models.ForeignKey("wa_sessions.WhatsAppNumber", on_delete=models.CASCADE, related_name="+")
+    provider_message_id = models.CharField(max_length=128)
+    status = models.CharField(max_length=16, choices=Message.Status.choices)
+    status_at = models.DateTimeField()
+    error_code = models.CharField(max_length=32, blank=True)
+    error_reason = models.CharField(max_length=500, blank=True)
+    payload = models.JSONField(default=dict, blank=True)
+
+    CLIENT_PATH = "number__client"
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["number", "provider_message_id"])]
+        verbose_name = "unmatched status"
+        verbose_name_plural = "unmatched statuses"
+
+    def __str__(self) -> str:
+        return f"{self.status} for {self.provider_message_id}"

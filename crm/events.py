@@ -22,7 +22,18 @@ class LiveEvent(TypedDict):
 
 
 def user_group(user_id: int) -> str:
+    """Events for one user: conversations assigned to them, their own availability."""
     return f"user.{user_id}"
+
+
+def queue_group(queue_id: int) -> str:
+    """Events of one queue: new and waiting conversations, messages of its conversations, assignments."""
+    return f"queue.{queue_id}"
+
+
+def client_group(client_id: int) -> str:
+    """Events staff of one client watch: unrouted conversations, numbers needing attention, session states."""
+    return f"client.{client_id}"
 
 
 def publish_now(group: str, event: LiveEvent) -> None:

@@ -6,6 +6,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from crm.fields import EncryptedTextField
+
 
 class TimeStampedModel(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
@@ -26,6 +28,12 @@ class Client(TimeStampedModel):
         default=False, help_text="Where numbers without an explicit client go. Exactly one client is the default."
     )
     is_active = models.BooleanField(default=True)
+    meta_app_secret = EncryptedTextField(
+        "Meta app secret",
+        blank=True,
+        help_text="Only when this client's numbers belong to its own Meta app: webhooks for them are verified with "
+        "this secret. Blank uses WHATSAPP_APP_SECRET. Stored encrypted.",
+    )
 
     class Meta:
         ordering = ["name"]

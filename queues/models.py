@@ -33,6 +33,9 @@ class QueueMembership(TimeStampedModel):
     queue = models.ForeignKey(Queue, on_delete=models.CASCADE, related_name="memberships")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="queue_memberships")
     role = models.CharField(max_length=20, choices=Role.choices, default=Role.AGENT)
+    capacity = models.PositiveSmallIntegerField(
+        default=5, help_text="Most open conversations of this queue assigned to this member at once; 0 takes none."
+    )
 
     CLIENT_PATH = "queue__client"
 
@@ -50,3 +53,26 @@ class QueueMembership(TimeStampedModel):
                 raise ValidationError(
                     {"user": f"{self.user} is not a member of client “{self.queue.client}”; add the client first."}
                 )
+
+
+class AgentAvailability(TimeStampedModel):
+    """Whether an agent takes new conversations now. The assignment policy reads it (docs/assignment.md)."""
+
+    class Status(models.TextChoices):
+        ONLINE = "online", "Online"
+        AWAY = "away", "Away"
+        OFFLINE = "offline", "Offline"
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="availability")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OFFLINE)
+    status_changed_at = models.DateTimeField(null=True, blank=True)
+    # Ties between equally loaded agents go to the one who waited longest for a conversation.
+    last_assigned_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["user__username"]
+        verbose_name = "agent availability"
+        verbose_name_plural = "agent availability"
+
+    def __str__(self) -> str:
+        return f"{self.user}: {self.get_status_display()}"

@@ -1,4 +1,5 @@
 import json
+from contextvars import ContextVar
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
@@ -8,12 +9,12 @@ from django.utils.html import format_html
 
 from conversations.services import conversation_route_unrouted
 from crm.admin_scope import ClientScopedAdmin
-from crm.models import Client
-from crm.selectors import client_ids_visible_to
 from sessions.models import NumberSession, RegistrySyncRun, WhatsAppNumber
+from sessions.selectors import registry_report_for_user
 from sessions.services import number_session_ensure, number_sync_from_registry
 
 MAX_REPORT_MESSAGES = 25
+_viewer: ContextVar = ContextVar("registry_run_viewer")
 
 
 class QueueAssignmentFilter(admin.SimpleListFilter):
@@ -103,54 +104,30 @@ class WhatsAppNumberAdmin(ClientScopedAdmin):
         return HttpResponseRedirect(reverse("admin:wa_sessions_whatsappnumber_changelist"))
 
     def message_report(self, request: HttpRequest, run: RegistrySyncRun) -> None:
-        """The run's report as admin messages. The registry spans every client: a user limited to some clients
-        gets the counts, and the lines about their own clients' numbers only."""
-        report = run.report
-        visible = client_ids_visible_to(request.user)
-        slugs = None if visible is None else set(Client.objects.filter(pk__in=visible).values_list("slug", flat=True))
-
-        def mine(number: dict) -> bool:
-            return slugs is None or number.get("client") in slugs
-
+        """The run's report as admin messages, as much of it as the user may read (registry_report_for_user)."""
+        report = registry_report_for_user(run.report, user=request.user)
         level = messages.SUCCESS if run.success else messages.ERROR
-        if request.user.has_perm("wa_sessions.view_registrysyncrun"):
-            run_url = reverse("admin:wa_sessions_registrysyncrun_change", args=[run.pk])
-            self.message_user(request, format_html('{} (<a href="{}">run {}</a>)', run.summary, run_url, run.pk), level)
-        else:
-            self.message_user(request, f"{run.summary} (run {run.pk})", level)
-        if slugs is None:
-            lines = [(messages.ERROR, f"{_where(e)}: {e['message']}") for e in report["errors"]]
-        elif report["errors"]:
-            lines = [
-                (
-                    messages.ERROR,
-                    "The registry file has errors; a superuser can read them in the run's report.",
-                )
-            ]
-        else:
-            lines = []
-        lines += [
-            (messages.INFO, f"Created {n['alias']} ({n['phone_number_id']})") for n in report["created"] if mine(n)
-        ]
+        run_url = reverse("admin:wa_sessions_registrysyncrun_change", args=[run.pk])
+        self.message_user(
+            request, format_html('{} (<a href="{}">run {}</a>)', report["summary"], run_url, run.pk), level
+        )
+        lines = [(messages.ERROR, f"{_where(e)}: {e['message']}") for e in report["errors"]]
+        if report.get("hidden_errors"):
+            lines.append((messages.ERROR, "The registry file has errors; a superuser can read them in the run."))
+        lines += [(messages.INFO, f"Created {n['alias']} ({n['phone_number_id']})") for n in report["created"]]
         lines += [
             (messages.INFO, f"Updated {n['alias']} ({n['phone_number_id']}): {', '.join(n['fields'])}")
             for n in report["updated"]
-            if mine(n)
         ]
         lines += [
-            (messages.INFO, f"Corrected id {f['from']} → {f['to']} ({f['alias']})")
-            for f in report["ids_corrected"]
-            if mine(f)
+            (messages.INFO, f"Corrected id {f['from']} → {f['to']} ({f['alias']})") for f in report["ids_corrected"]
         ]
         lines += [
             (messages.WARNING, f"Not in the registry: {n['alias']} ({n['phone_number_id']})")
             for n in report["missing_from_registry"]
-            if mine(n)
         ]
         lines += [
-            (messages.WARNING, f"No queue: {n['alias']} ({n['phone_number_id']})")
-            for n in report["without_queue"]
-            if mine(n)
+            (messages.WARNING, f"No queue: {n['alias']} ({n['phone_number_id']})") for n in report["without_queue"]
         ]
         for line_level, text in lines[:MAX_REPORT_MESSAGES]:
             self.message_user(request, text, line_level)
@@ -180,9 +157,9 @@ class NumberSessionAdmin(ClientScopedAdmin):
 
 @admin.register(RegistrySyncRun)
 class RegistrySyncRunAdmin(admin.ModelAdmin):
-    """Every reconciliation, whatever started it. Superusers only: reports name every client's numbers."""
+    """Every reconciliation, whatever started it. Users limited to some clients see their clients' part."""
 
-    list_display = ["started_at", "trigger", "triggered_by", "dry_run", "success", "summary"]
+    list_display = ["started_at", "trigger", "triggered_by", "dry_run", "success", "visible_summary"]
     list_filter = ["success", "trigger", "dry_run"]
     fields = [
         "started_at",
@@ -192,22 +169,36 @@ class RegistrySyncRunAdmin(admin.ModelAdmin):
         "file_path",
         "dry_run",
         "success",
-        "summary",
         "pretty_report",
     ]
     readonly_fields = fields
 
+    @admin.display(description="summary")
+    def visible_summary(self, obj: RegistrySyncRun) -> str:
+        return registry_report_for_user(obj.report, user=_viewer.get())["summary"]
+
     @admin.display(description="report")
     def pretty_report(self, obj: RegistrySyncRun) -> str:
+        report = registry_report_for_user(obj.report, user=_viewer.get())
         return format_html(
-            "<pre style='white-space: pre-wrap'>{}</pre>", json.dumps(obj.report, indent=2, ensure_ascii=False)
+            "<pre style='white-space: pre-wrap'>{}</pre>", json.dumps(report, indent=2, ensure_ascii=False)
         )
 
-    def has_module_permission(self, request) -> bool:
-        return request.user.is_superuser
+    # Display methods get no request; the views tell them who is looking (a context variable: per request).
+    def changelist_view(self, request, extra_context=None):
+        token = _viewer.set(request.user)
+        try:
+            return super().changelist_view(request, extra_context).render()
+        finally:
+            _viewer.reset(token)
 
-    def has_view_permission(self, request, obj=None) -> bool:
-        return request.user.is_superuser
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        token = _viewer.set(request.user)
+        try:
+            response = super().change_view(request, object_id, form_url, extra_context)
+            return response.render() if hasattr(response, "render") else response
+        finally:
+            _viewer.reset(token)
 
     def has_add_permission(self, request) -> bool:
         return False

@@ -56,6 +56,9 @@ class WhatsAppNumber(TimeStampedModel):
         related_name="numbers",
         help_text="Conversations on this number go to this queue.",
     )
+    # Set when the provider says the number cannot send until staff act (expired token, restricted account).
+    attention_reason = models.CharField(max_length=300, blank=True)
+    attention_since = models.DateTimeField(null=True, blank=True)
 
     CLIENT_PATH = "client"
 

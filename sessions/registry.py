@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import codecs
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,10 @@ from typing import Any
 import phonenumbers
 
 REQUIRED = ("phoneNumberId", "displayNumber")
+META_ID = re.compile(r"[0-9]{1,64}")
+# What a registry may carry before Meta's id is known: wsp-… and similar, printable, without spaces.
+PLACEHOLDER_ID = re.compile(r"[A-Za-z][A-Za-z0-9._:-]{0,63}")
+MAX_FILE_BYTES = 20_000_000
 STRING_FIELDS = ("id", "alias", "phoneNumberId", "displayNumber", "accessToken", "verifyToken", "wabaId", "client")
 MAX_LENGTHS = {"alias": 120, "phoneNumberId": 64, "displayNumber": 32, "wabaId": 64, "client": 60}
 
@@ -68,8 +73,8 @@ class RegistryEntry:
 
 
 def is_meta_id(value: str) -> bool:
-    """Meta's phone-number ids are numeric; anything else (`wsp-…`) is a placeholder."""
-    return value.isdigit()
+    """Meta's phone-number ids are ASCII digits; anything else (`wsp-…`) is a placeholder."""
+    return META_ID.fullmatch(value) is not None
 
 
 def e164_or_none(value: str) -> str | None:
@@ -99,6 +104,8 @@ def load_registry(path: str | Path) -> list[RegistryEntry]:
 def parse_registry(raw: bytes | str) -> list[RegistryEntry]:
     if isinstance(raw, bytes) and raw.startswith(codecs.BOM_UTF8):
         raw = raw[len(codecs.BOM_UTF8) :]  # files saved by Windows editors
+    if len(raw) > MAX_FILE_BYTES:
+        raise RegistryError([RegistryProblem(None, "", f"the file is larger than {MAX_FILE_BYTES // 1_000_000} MB")])
     try:
         data = json.loads(raw)
     except UnicodeDecodeError:
@@ -107,6 +114,9 @@ def parse_registry(raw: bytes | str) -> list[RegistryEntry]:
         raise RegistryError(
             [RegistryProblem(None, "", f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}")]
         ) from None
+    except (ValueError, RecursionError) as exc:  # numbers past Python's digit limit, absurd nesting
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else "a number is too long"
+        raise RegistryError([RegistryProblem(None, "", f"invalid JSON: {reason}")]) from None
     if isinstance(data, dict):
         if "connections" not in data:
             raise RegistryError([RegistryProblem(None, "", "a JSON object must have a `connections` array")])
@@ -127,27 +137,56 @@ def parse_registry(raw: bytes | str) -> list[RegistryEntry]:
     return entries
 
 
+def _is_storable(value: str) -> bool:
+    """Text PostgreSQL can store: no NUL character, no lone UTF-16 surrogate."""
+    if "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _entry_id(item: dict) -> str:
+    """The entry's own id (or its phoneNumberId) for messages, made safe to print and store."""
+    value = item.get("id")
+    if value is None or value == "":
+        value = item.get("phoneNumberId")
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        return ""
+    text = value if isinstance(value, str) else (str(value) if abs(value) < 10**40 else "")
+    return text[:80] if _is_storable(text) else ""
+
+
 def _parse_entry(index: int, item: Any, problems: list[RegistryProblem]) -> RegistryEntry | None:
     if not isinstance(item, dict):
         problems.append(RegistryProblem(index, "", f"expected an object, got {type(item).__name__}"))
         return None
     pnid = item.get("phoneNumberId")
     # Meta's ids are sometimes exported as JSON numbers; they are strings of digits.
-    if isinstance(pnid, int) and not isinstance(pnid, bool):
+    if isinstance(pnid, int) and not isinstance(pnid, bool) and 0 <= pnid < 10**40:
         item = {**item, "phoneNumberId": str(pnid)}
-    entry_id = str(item.get("id") or item.get("phoneNumberId") or "")
+    entry_id = _entry_id(item)
     errors: list[str] = []
     for key in REQUIRED:
-        if item.get(key) in (None, ""):
+        value = item.get(key)
+        if value is None or (isinstance(value, str) and not value.strip()):
             errors.append(f"`{key}` is required")
     for key in STRING_FIELDS:
         value = item.get(key)
         if value is not None and not isinstance(value, str):
-            if key == "id" and isinstance(value, int | float):
+            if key == "id" and isinstance(value, int | float) and not isinstance(value, bool):
                 continue  # the registry's own id is only used in messages
             errors.append(f"`{key}` must be a string, got {type(value).__name__}")
+        elif isinstance(value, str) and not _is_storable(value):
+            errors.append(f"`{key}` contains a NUL or an invalid Unicode character")
         elif isinstance(value, str) and key in MAX_LENGTHS and len(value.strip()) > MAX_LENGTHS[key]:
             errors.append(f"`{key}` is longer than {MAX_LENGTHS[key]} characters")
+    pnid = item.get("phoneNumberId")
+    if isinstance(pnid, str) and pnid.strip() and _is_storable(pnid) and not is_meta_id(pnid.strip()):
+        if not PLACEHOLDER_ID.fullmatch(pnid.strip()):
+            errors.append(f"`phoneNumberId` {pnid.strip()[:40]!r} is neither Meta's numeric id nor a wsp-… placeholder")
     if "isActive" in item and not isinstance(item["isActive"], bool):
         errors.append(f"`isActive` must be true or false, got {json.dumps(item['isActive'])}")
     display = item.get("displayNumber")

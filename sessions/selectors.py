@@ -5,7 +5,8 @@ from __future__ import annotations
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db.models import QuerySet
 
-from crm.selectors import client_scope
+from crm.models import Client
+from crm.selectors import client_ids_visible_to, client_scope
 from sessions.models import RegistrySyncRun, WhatsAppNumber
 
 
@@ -20,3 +21,32 @@ def registry_sync_last_run(*, successful_only: bool = False) -> RegistrySyncRun 
     if successful_only:
         runs = runs.filter(success=True)
     return runs.order_by("-started_at", "-id").first()
+
+
+NUMBER_LISTS = ("created", "updated", "ids_corrected", "missing_from_registry", "without_queue")
+
+
+def registry_report_for_user(report: dict, *, user: AbstractBaseUser) -> dict:
+    """A sync report as `user` may read it. The registry spans every client: a user limited to some clients
+    gets only the lines, counts and errors about their own clients' numbers (errors of the file itself, which
+    name no number, are hidden too: they may quote any client's entry)."""
+    visible = client_ids_visible_to(user)
+    if visible is None:
+        return report
+    slugs = set(Client.objects.filter(pk__in=visible).values_list("slug", flat=True))
+    scoped = {**report}
+    for key in NUMBER_LISTS:
+        scoped[key] = [n for n in report.get(key, []) if n.get("client") in slugs]
+    scoped["errors"] = []
+    scoped["hidden_errors"] = len(report.get("errors", []))
+    scoped["unchanged"] = None  # a count over every client's numbers
+    if report.get("errors"):
+        scoped["summary"] = f"failed: {len(report['errors'])} error(s) in the registry file, nothing changed"
+    else:
+        prefix = "dry run, your clients:" if report.get("dry_run") else "your clients:"
+        scoped["summary"] = (
+            f"{prefix} {len(scoped['created'])} created, {len(scoped['updated'])} updated, "
+            f"{len(scoped['ids_corrected'])} ids corrected, {len(scoped['missing_from_registry'])} missing from "
+            f"registry, {len(scoped['without_queue'])} without queue"
+        )
+    return scoped

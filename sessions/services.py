@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,8 @@ logger = logging.getLogger(__name__)
 
 # Held for the length of a sync transaction so two runs (beat and an admin click) never interleave.
 REGISTRY_SYNC_LOCK = 0x5EC5_0001
+LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL's SQLSTATE when lock_timeout expires
+RUN_HISTORY_DAYS = 90  # older sync runs are pruned after each run
 SYNCED_FIELDS = ("alias", "display_number", "access_token", "verify_token", "waba_id", "is_active")
 
 
@@ -123,19 +127,35 @@ def number_sync_from_registry(
             )
         entries = load_registry(Path(path))
         report.entries = len(entries)
+        if not entries and deactivate_missing:
+            raise RegistryError(
+                [RegistryProblem(None, "", "the registry is empty: refusing to deactivate every Cloud API number")]
+            )
         with transaction.atomic():
             with connection.cursor() as cursor:
+                # Another run (beat, an admin click) holds the lock only for its own short transaction; waiting
+                # longer than this means something is stuck, which is reported rather than waited on forever.
+                cursor.execute(
+                    "SELECT set_config('lock_timeout', %s, true)", [f"{settings.REGISTRY_SYNC_LOCK_TIMEOUT}s"]
+                )
                 cursor.execute("SELECT pg_advisory_xact_lock(%s)", [REGISTRY_SYNC_LOCK])
+                cursor.execute("SELECT set_config('lock_timeout', '0', true)")
             _reconcile(entries, report, deactivate_missing=deactivate_missing)
             if dry_run or report.errors:
                 transaction.set_rollback(True)
     except RegistryError as exc:
         report.errors.extend(problem.as_dict() for problem in exc.problems)
-    except DatabaseError as exc:
-        # The transaction rolled back, so nothing changed; record the failure rather than lose it in a traceback.
-        logger.exception("registry sync failed on a database error")
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        report.errors.append(RegistryProblem(None, "", f"database error ({type(exc).__name__}): {message}").as_dict())
+    except Exception as exc:
+        # The transaction rolled back, so nothing changed; record the failure (and /healthz reports it) rather
+        # than lose it in a traceback.
+        if getattr(exc.__cause__, "sqlstate", None) == LOCK_NOT_AVAILABLE:
+            message = "another registry sync is still running; nothing was changed"
+        else:
+            logger.exception("registry sync failed unexpectedly")
+            text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+            kind = "database error" if isinstance(exc, DatabaseError) else "unexpected error"
+            message = f"{kind} ({type(exc).__name__}): {text}"
+        report.errors.append(RegistryProblem(None, "", message).as_dict())
     report.duration_ms = round((time.monotonic() - clock) * 1000)
     if report.errors:
         report.created, report.updated, report.ids_corrected = [], [], []
@@ -148,24 +168,28 @@ def number_sync_from_registry(
         dry_run=dry_run,
         success=report.success,
         summary=report.summary()[:300],
-        report=report.as_dict(),
+        report=_storable(report.as_dict()),
     )
+    RegistrySyncRun.objects.filter(started_at__lt=started - timedelta(days=RUN_HISTORY_DAYS)).delete()
     log = logger.info if report.success else logger.warning
     log("registry sync run %s (%s%s): %s", run.pk, trigger, ", dry run" if dry_run else "", run.summary)
     return run
+
+
+def _storable(value: Any) -> Any:
+    """The report without characters PostgreSQL's jsonb refuses (NUL), so a run is always recorded."""
+    return json.loads(json.dumps(value, ensure_ascii=True).replace("\\u0000", "\\ufffd"))
 
 
 def _reconcile(entries: list[RegistryEntry], report: SyncReport, *, deactivate_missing: bool) -> None:
     numbers = list(WhatsAppNumber.objects.select_related("client", "queue").order_by("pk"))
     by_id = {number.phone_number_id: number for number in numbers}
     placeholders_by_e164: dict[str, list[WhatsAppNumber]] = {}
-    numbers_by_e164: dict[str, list[WhatsAppNumber]] = {}
     for number in numbers:
         e164 = e164_or_none(number.display_number)
-        if e164:
-            numbers_by_e164.setdefault(e164, []).append(number)
-            if not is_meta_id(number.phone_number_id):
-                placeholders_by_e164.setdefault(e164, []).append(number)
+        # Only Cloud API numbers come from the registry; a WhatsApp Web number is never taken over by it.
+        if e164 and number.engine == Engine.CLOUD and not is_meta_id(number.phone_number_id):
+            placeholders_by_e164.setdefault(e164, []).append(number)
     clients = {client.slug: client for client in Client.objects.all()}
     default_client = next((c for c in clients.values() if c.is_default), None)
 
@@ -175,6 +199,7 @@ def _reconcile(entries: list[RegistryEntry], report: SyncReport, *, deactivate_m
     to_create: list[WhatsAppNumber] = []
     to_update: dict[int, tuple[WhatsAppNumber, set[str]]] = {}
     seen: set[int] = set()
+    entry_of: dict[int, RegistryEntry] = {}  # id() of a number object -> the entry that creates or updates it
     for entry in entries:
         client = clients.get(entry.client_slug) if entry.client_slug else default_client
         if client is None:
@@ -191,14 +216,6 @@ def _reconcile(entries: list[RegistryEntry], report: SyncReport, *, deactivate_m
             if candidates:
                 number, corrected_from = candidates[0], candidates[0].phone_number_id
         if number is None:
-            others = [n for n in numbers_by_e164.get(entry.e164, []) if n.phone_number_id != entry.phone_number_id]
-            if others:
-                problem(
-                    entry,
-                    f"display number {entry.e164} already belongs to number {others[0].alias!r} "
-                    f"(id {others[0].phone_number_id}) with another Meta id",
-                )
-                continue
             to_create.append(
                 WhatsAppNumber(
                     client=client,
@@ -212,6 +229,12 @@ def _reconcile(entries: list[RegistryEntry], report: SyncReport, *, deactivate_m
                     is_active=entry.is_active,
                 )
             )
+            entry_of[id(to_create[-1])] = entry
+            continue
+        if number.engine != Engine.CLOUD:
+            problem(
+                entry, f"id {entry.phone_number_id} belongs to {number.get_engine_display()} number {number.alias!r}"
+            )
             continue
         if entry.client_slug and number.client_id != client.pk:
             problem(
@@ -221,6 +244,7 @@ def _reconcile(entries: list[RegistryEntry], report: SyncReport, *, deactivate_m
             )
             continue
         seen.add(number.pk)
+        entry_of[id(number)] = entry
         changed = _apply_entry(number, entry)
         if corrected_from is not None:
             number.phone_number_id = entry.phone_number_id
@@ -248,6 +272,23 @@ def _reconcile(entries: list[RegistryEntry], report: SyncReport, *, deactivate_m
             number.is_active = False
             to_update[number.pk] = (number, {"is_active"})
         report.missing_from_registry.append({**_describe(number), "deactivated": deactivate})
+
+    # After the sync no two numbers may be the same phone number (in any engine), whichever way it was written.
+    holders: dict[str, WhatsAppNumber] = {}
+    for number in [*numbers, *to_create]:
+        e164 = e164_or_none(number.display_number)
+        if not e164:
+            continue
+        first = holders.setdefault(e164, number)
+        if first is not number:
+            entry = entry_of.get(id(number)) or entry_of.get(id(first))
+            other = first if entry is entry_of.get(id(number)) else number
+            if entry is not None:
+                problem(
+                    entry,
+                    f"display number {e164} already belongs to {other.get_engine_display()} number {other.alias!r} "
+                    f"(id {other.phone_number_id})",
+                )
 
     if report.errors:
         return

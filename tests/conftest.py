@@ -12,6 +12,8 @@ import pytest
 import redis as redis_lib
 from django.conf import settings
 
+from tests.fakes.graph_api import graph_api  # noqa: F401  (fixture: a fake Graph API on 127.0.0.1)
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -132,6 +132,31 @@ CELERY_BEAT_SCHEDULER = "crm.beat:HealthRecordingScheduler"
 WHATSAPP_CONNECTIONS_FILE = env.str("WHATSAPP_CONNECTIONS_FILE", default="")
 # /healthz reports the registry unhealthy when the last successful sync is older than this (seconds).
 REGISTRY_SYNC_MAX_AGE = env.int("REGISTRY_SYNC_MAX_AGE", default=3 * 3600)
+# Seconds a sync waits for another one still running before it gives up and reports it.
+REGISTRY_SYNC_LOCK_TIMEOUT = env.float("REGISTRY_SYNC_LOCK_TIMEOUT", default=30.0)
+
+# --- WhatsApp Cloud API (docs/inbound.md, docs/outbound.md) -------------------------------------------------
+# Meta app secret that signs webhooks (X-Hub-Signature-256); a client with its own Meta app sets its own in admin.
+WHATSAPP_APP_SECRET = env.str("WHATSAPP_APP_SECRET", default="")
+# Verify token for Meta's webhook handshake, besides each active number's own verify token.
+WHATSAPP_VERIFY_TOKEN = env.str("WHATSAPP_VERIFY_TOKEN", default="")
+WHATSAPP_GRAPH_API_URL = env.str("WHATSAPP_GRAPH_API_URL", default="https://graph.facebook.com")
+WHATSAPP_GRAPH_API_VERSION = env.str("WHATSAPP_GRAPH_API_VERSION", default="v23.0")
+# Seconds per Graph API call, extra attempts on retryable errors, and the backoff base (doubles, with jitter).
+WHATSAPP_SEND_TIMEOUT = env.float("WHATSAPP_SEND_TIMEOUT", default=10.0)
+WHATSAPP_SEND_RETRIES = env.int("WHATSAPP_SEND_RETRIES", default=3)
+WHATSAPP_SEND_BACKOFF = env.float("WHATSAPP_SEND_BACKOFF", default=0.5)
+# Longest wait honoured from a Retry-After header (seconds).
+WHATSAPP_SEND_RETRY_AFTER_MAX = env.float("WHATSAPP_SEND_RETRY_AFTER_MAX", default=30.0)
+# Meta's webhook bodies reach 3 MB; anything larger is refused before it is read.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 4 * 1024 * 1024
+
+# --- Conversations -------------------------------------------------------------------------------------------
+# A customer who writes again within this many seconds of a resolution reopens that conversation; later, a new
+# conversation starts.
+CONVERSATION_REOPEN_WINDOW = env.int("CONVERSATION_REOPEN_WINDOW", default=24 * 3600)
+# Webhook events still pending after this many seconds are handed to a worker again (lost enqueue, dead worker).
+WEBHOOK_REQUEUE_AFTER = env.int("WEBHOOK_REQUEUE_AFTER", default=120)
 
 # --- Health ------------------------------------------------------------------------------------------------
 # Queues /healthz expects at least one worker to consume, and how stale beat's last tick may be.

@@ -24,3 +24,8 @@ WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = True
 # Tests pass registry files explicitly; a developer's own registry in .env must not leak into them.
 WHATSAPP_CONNECTIONS_FILE = ""
+# Webhooks in tests are signed with this secret; the Graph API is a fake on 127.0.0.1 (tests/fakes), never Meta.
+WHATSAPP_APP_SECRET = "test-app-secret"
+WHATSAPP_VERIFY_TOKEN = ""
+WHATSAPP_GRAPH_API_URL = "http://127.0.0.1:9"
+WHATSAPP_SEND_BACKOFF = 0.001

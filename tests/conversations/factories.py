@@ -1,5 +1,6 @@
 import factory
 
+from conversations.identity import phone_identity
 from conversations.models import Contact, Conversation, Message
 from tests.crm.factories import ClientFactory
 from tests.sessions.factories import WhatsAppNumberFactory
@@ -10,7 +11,9 @@ class ContactFactory(factory.django.DjangoModelFactory):
         model = Contact
 
     client = factory.SubFactory(ClientFactory)
-    phone = factory.Sequence(lambda n: f"+5491155{n:06d}")
+    phone = factory.Sequence(lambda n: phone_identity(f"+51987{n:06d}").e164)
+    identity_key = factory.LazyAttribute(lambda o: phone_identity(o.phone).key if o.phone else "")
+    wa_id = factory.LazyAttribute(lambda o: phone_identity(o.phone).wa_id if o.phone else "")
     name = factory.Sequence(lambda n: f"Customer {n}")
 
 

@@ -80,13 +80,53 @@ def test_staff_run_the_sync_from_the_numbers_list_and_see_the_report(
     assert WhatsAppNumber.objects.count() == 2
     run = RegistrySyncRun.objects.get()
     assert run.trigger == "admin" and run.triggered_by.is_staff
-    # Counts cover the whole registry; named lines only this user's clients.
+    assert "2 created" in run.summary
+    # A user limited to Ventas reads only Ventas' part: no other client's names, nor its counts.
+    run_link = f'(<a href="/admin/wa_sessions/registrysyncrun/{run.pk}/change/">run {run.pk}</a>)'
     assert messages_of(response) == [
-        ("success", f"{run.summary} (run {run.pk})"),
+        (
+            "success",
+            "your clients: 1 created, 0 updated, 0 ids corrected, 0 missing from registry, 1 without queue " + run_link,
+        ),
         ("info", "Created Linea 1 (106540352200001)"),
         ("warning", "No queue: Linea 1 (106540352200001)"),
     ]
-    assert "2 created" in run.summary
+
+
+def test_limited_staff_never_read_other_clients_lines_of_any_kind(client, ventas, marketing, registry_file, settings):
+    # given: each client has a placeholder to correct, a number to update and one missing from the registry
+    for n, owner in ((1, ventas), (3, marketing)):
+        WhatsAppNumberFactory(
+            client=owner,
+            alias=f"{owner.name} placeholder",
+            phone_number_id=f"wsp-{n}",
+            display_number=f"+51 900 00{n} 00{n}",
+        )
+        WhatsAppNumberFactory(client=owner, alias=f"{owner.name} gone", phone_number_id=f"55500{n}")
+        WhatsAppNumberFactory(
+            client=owner,
+            alias=f"{owner.name} kept",
+            phone_number_id=f"1065403522{n + 1:05d}",
+            display_number=f"+51 900 00{n + 1} 00{n + 1}",
+        )
+    entries = [connection_entry(n, alias=f"Renamed {n}") for n in (1, 2, 3, 4)]
+    settings.WHATSAPP_CONNECTIONS_FILE = str(registry_file(entries))
+    staff_login(client, ventas)
+
+    # when: the Ventas staff user syncs and then opens the run
+    response = client.post(SYNC_URL)
+    run = RegistrySyncRun.objects.get()
+    page = client.get(f"/admin/wa_sessions/registrysyncrun/{run.pk}/change/").content.decode()
+    listing = client.get("/admin/wa_sessions/registrysyncrun/").content.decode()
+
+    # then: every line they read is about Ventas' numbers, and none about Marketing's
+    shown = [text for _level, text in messages_of(response)]
+    assert "Corrected id wsp-1 → 106540352200001 (Renamed 1)" in shown
+    assert "Not in the registry: Ventas gone (555001)" in shown
+    assert any(text.startswith("Updated Renamed 2") for text in shown)
+    for text in (*shown, page, listing):
+        assert "Marketing" not in text and "Renamed 3" not in text and "Renamed 4" not in text and "555003" not in text
+    assert "Renamed 2" in page and "2 updated" in listing
 
 
 def test_a_superuser_sees_every_line_and_a_link_to_the_run(admin_client, ventas, registry_file, settings):
@@ -109,7 +149,7 @@ def test_the_preview_button_reports_and_changes_nothing(client, ventas, registry
     response = client.post(SYNC_URL, {"dry_run": "1"})
 
     assert table_snapshot() == before
-    assert messages_of(response)[0][1].startswith("dry run: would write 1 number(s)")
+    assert messages_of(response)[0][1].startswith("dry run, your clients: 1 created")
     assert RegistrySyncRun.objects.get().dry_run
 
 
@@ -127,7 +167,9 @@ def test_errors_are_shown_to_superusers_and_summarised_for_limited_staff(
     staff_login(client, ventas)
     response = client.post(SYNC_URL)
     assert [level for level, _text in messages_of(response)] == ["error", "error"]
-    assert messages_of(response)[1][1] == "The registry file has errors; a superuser can read them in the run's report."
+    assert messages_of(response)[0][1].startswith("failed: 1 error(s) in the registry file, nothing changed")
+    assert messages_of(response)[1][1] == "The registry file has errors; a superuser can read them in the run."
+    assert "+51 1" not in str(messages_of(response))
     assert not WhatsAppNumber.objects.exists()
 
 
@@ -146,10 +188,13 @@ def test_the_sync_url_only_accepts_post(admin_client):
     assert not RegistrySyncRun.objects.exists()
 
 
-def test_run_reports_are_for_superusers_only(client, ventas):
-    staff_login(client, ventas)
-
+def test_run_history_is_read_only_and_hidden_from_users_without_the_role(client, ventas):
+    staff_login(client, ventas, role=None)
     assert client.get("/admin/wa_sessions/registrysyncrun/").status_code == 403
+
+    staff_login(client, ventas)
+    assert client.get("/admin/wa_sessions/registrysyncrun/").status_code == 200
+    assert client.get("/admin/wa_sessions/registrysyncrun/add/").status_code == 403
 
 
 # --- Queue assignment -----------------------------------------------------------------------------------------

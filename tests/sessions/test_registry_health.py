@@ -89,3 +89,16 @@ def test_a_stale_sync_is_unhealthy(client, settings, registry_file, default_clie
 
     assert check["failing"]
     assert check["error"].startswith("last successful registry sync was 7") and "(limit 3600s)" in check["error"]
+
+
+def test_healthz_answers_503_naming_the_registry_when_the_last_sync_failed(
+    client, settings, registry_file, default_client
+):
+    settings.WHATSAPP_CONNECTIONS_FILE = str(registry_file("not json"))
+    number_sync_from_registry(trigger=RegistrySyncRun.Trigger.SCHEDULE)
+
+    response = client.get("/healthz")
+
+    assert response.status_code == 503
+    assert "registry" in response.json()["failing"]
+    assert response.json()["checks"]["registry"]["error"].startswith("the last registry sync failed")

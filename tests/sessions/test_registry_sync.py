@@ -257,7 +257,7 @@ def test_bad_input_fails_the_whole_run_and_leaves_the_tables_unchanged(case, reg
         "duplicate display number": (2, "conn-3", "is also entry 1 (id conn-2)"),
         "unknown client": (2, "conn-3", "unknown client 'nobody'"),
         "client move": (0, "conn-1", "belongs to client 'ventas'; sync never moves a number to client 'marketing'"),
-        "display number of another number": (2, "conn-3", "already belongs to number"),
+        "display number of another number": (2, "conn-3", "already belongs to WhatsApp Cloud API number"),
         "missing file": (None, "", "absent.json does not exist"),
     }[case]
     assert (error["index"], error["id"]) == expected[:2]
@@ -346,9 +346,103 @@ def test_a_database_error_is_recorded_as_a_failed_run_and_changes_nothing(regist
     with psycopg.connect(host=db["HOST"], port=db["PORT"], user=db["USER"], dbname=db["NAME"]) as other:
         other.execute("SELECT pg_advisory_lock(%s)", [REGISTRY_SYNC_LOCK])
         with connection.cursor() as cursor:
-            cursor.execute("SET LOCAL lock_timeout = '100ms'")
+            cursor.execute("SET LOCAL statement_timeout = '100ms'")
         run = sync(registry_file([connection_entry(1)]))
 
     assert not run.success
     assert run.report["errors"][0]["message"].startswith("database error (OperationalError): canceling statement")
     assert table_snapshot() == before
+
+
+def test_a_sync_that_waits_too_long_for_another_reports_it(registry_file, default_client, settings):
+    import psycopg
+    from django.db import connection
+
+    from sessions.services import REGISTRY_SYNC_LOCK
+
+    settings.REGISTRY_SYNC_LOCK_TIMEOUT = 0.1
+    db = connection.settings_dict
+    with psycopg.connect(host=db["HOST"], port=db["PORT"], user=db["USER"], dbname=db["NAME"]) as other:
+        other.execute("SELECT pg_advisory_lock(%s)", [REGISTRY_SYNC_LOCK])
+        run = sync(registry_file([connection_entry(1)]))
+
+    assert not run.success
+    assert run.report["errors"][0]["message"] == "another registry sync is still running; nothing was changed"
+    assert not WhatsAppNumber.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        ('[{"id": ' + "1" * 5000 + "}]", "invalid JSON: a number is too long"),
+        ("[" * 100_000 + "]" * 100_000, "invalid JSON: nested too deeply"),
+        (
+            '[{"id": "x", "phoneNumberId": "123", "displayNumber": "+51987654321", "alias": "\\ud800"}]',
+            "invalid Unicode",
+        ),
+        ('[{"id": "a\\u0000b", "phoneNumberId": "123", "displayNumber": "+51987654321", "alias": "a\\u0000"}]', "NUL"),
+        ('[{"id": "x", "phoneNumberId": "   ", "displayNumber": "+51987654321"}]', "`phoneNumberId` is required"),
+        (
+            '[{"id": "x", "phoneNumberId": "\\u0661\\u0662", "displayNumber": "+51987654321"}]',
+            "neither Meta's numeric id",
+        ),
+    ],
+    ids=["huge number", "deep nesting", "lone surrogate", "NUL", "blank id", "non-ASCII digits"],
+)
+def test_hostile_files_fail_cleanly_and_the_run_is_recorded(raw, message, registry_file, default_client):
+    before = table_snapshot()
+
+    run = sync(registry_file(raw))
+
+    assert table_snapshot() == before
+    assert not run.success
+    assert any(message in error["message"] for error in run.report["errors"]), run.report["errors"]
+    assert RegistrySyncRun.objects.get(pk=run.pk).report["errors"]  # stored, even with a NUL in the file
+
+
+def test_a_web_number_is_never_taken_over_by_the_registry(registry_file, default_client):
+    web = WhatsAppNumberFactory(
+        client=default_client, phone_number_id="wsp-web-1", display_number="+51 987 654 321", engine=Engine.WEB
+    )
+    before = table_snapshot()
+
+    run = sync(registry_file([connection_entry(1, displayNumber="+51987654321")]))
+
+    assert not run.success and table_snapshot() == before
+    assert run.report["errors"][0]["message"] == (
+        f"display number +51987654321 already belongs to WhatsApp Web (linked device) number {web.alias!r} "
+        "(id wsp-web-1)"
+    )
+
+
+def test_an_update_may_not_take_another_numbers_display_number(registry_file, default_client):
+    WhatsAppNumberFactory(client=default_client, phone_number_id="106540352200001", display_number="+51 900 001 001")
+    WhatsAppNumberFactory(client=default_client, phone_number_id="777", display_number="+51 955 555 555", alias="Other")
+
+    run = sync(registry_file([connection_entry(1, displayNumber="+51 955 555 555")]))
+
+    assert not run.success
+    assert "already belongs to WhatsApp Cloud API number 'Other' (id 777)" in run.report["errors"][0]["message"]
+
+
+def test_a_display_number_may_move_from_an_updated_number_to_a_new_one(registry_file, default_client):
+    WhatsAppNumberFactory(client=default_client, phone_number_id="106540352200001", display_number="+51 955 555 555")
+
+    run = sync(
+        registry_file(
+            [connection_entry(1, displayNumber="+51 900 001 001"), connection_entry(2, displayNumber="+51 955 555 555")]
+        )
+    )
+
+    assert run.success, run.report["errors"]
+    assert WhatsAppNumber.objects.get(phone_number_id="106540352200002").display_number == "+51 955 555 555"
+
+
+def test_an_empty_registry_never_deactivates_everything(registry_file, default_client):
+    number = WhatsAppNumberFactory(client=default_client)
+
+    run = sync(registry_file([]), deactivate_missing=True)
+
+    number.refresh_from_db()
+    assert number.is_active and not run.success
+    assert run.report["errors"][0]["message"] == "the registry is empty: refusing to deactivate every Cloud API number"

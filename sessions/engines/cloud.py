@@ -1,0 +1,313 @@
+"""WhatsApp Cloud API engine: sends through Meta's Graph API messages endpoint (docs/sessions.md).
+
+One `send` is one POST to `{WHATSAPP_GRAPH_API_URL}/{WHATSAPP_GRAPH_API_VERSION}/{phone_number_id}/messages`,
+repeated with exponential backoff and jitter while the failure is transient (HTTP 429/5xx, timeouts, connection
+errors, Meta's rate-limit and "try again" codes), at most `WHATSAPP_SEND_RETRIES` extra times. Every other
+failure is raised at once as `SendError` with a sentence staff can act on; an expired token or a restricted
+account also flags the number for attention.
+
+Settings (all optional): WHATSAPP_GRAPH_API_URL, WHATSAPP_GRAPH_API_VERSION, WHATSAPP_SEND_TIMEOUT (seconds per
+request), WHATSAPP_SEND_RETRIES, WHATSAPP_SEND_BACKOFF (base seconds), WHATSAPP_SEND_RETRY_AFTER_MAX (seconds: the
+longest `Retry-After` honoured).
+
+Logs carry ids, codes and HTTP statuses only: never the token, the message body or the recipient's number.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING, Any
+
+import httpx
+from django.conf import settings
+
+from sessions.engines.base import OutboundContent, OutboundTemplate, OutboundText, SendError, SendResult
+
+if TYPE_CHECKING:
+    from sessions.models import WhatsAppNumber
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_GRAPH_API_URL = "https://graph.facebook.com"
+DEFAULT_GRAPH_API_VERSION = "v23.0"
+DEFAULT_TIMEOUT = 10.0
+DEFAULT_RETRIES = 3
+DEFAULT_BACKOFF = 0.5
+DEFAULT_RETRY_AFTER_MAX = 30.0
+MAX_BACKOFF = 30.0  # no single backoff wait grows past this, however many retries are configured
+
+# Meta error codes worth trying again later (rate limit, "something went wrong", service unavailable, API
+# unknown/service errors). HTTP 429 and 5xx are retried whatever the code, unless the code is listed as final.
+RETRYABLE_CODES = frozenset({130429, 131000, 131016, 1, 2})
+# Codes that mean the number itself is unusable until staff act; never retried.
+ATTENTION_CODES = frozenset({190, 368})
+# Codes that are final even when they arrive with a 429/5xx status.
+FINAL_CODES = frozenset({131047, 131026, 131049, 131050, 100}) | ATTENTION_CODES
+
+REASONS: dict[int, str] = {
+    1: "WhatsApp reported an unknown temporary error",
+    2: "WhatsApp's service is temporarily unavailable",
+    100: "WhatsApp rejected a parameter of the message",
+    190: "Access token expired or invalid: update the number's token",
+    368: "The WhatsApp account is restricted for policy violations: sending is blocked until Meta lifts it",
+    130429: "Rate limit hit: too many messages sent from this number; try again later",
+    131000: "Something went wrong at WhatsApp; try again later",
+    131016: "WhatsApp's service is temporarily overloaded; try again later",
+    131026: "Message undeliverable: the recipient may not use WhatsApp or may need to accept the latest terms",
+    131047: "More than 24 hours since the customer last wrote: only an approved template can be sent",
+    131049: "Meta chose not to deliver this message to keep engagement healthy; do not resend it right away",
+    131050: "The customer has stopped marketing messages from this business",
+    132000: "The template's parameters do not match the approved template (wrong number of parameters)",
+    132001: "Template not found: it does not exist in this language or is not approved yet",
+    132005: "The template's text is too long once the parameters are filled in",
+    132007: "The template's content violates WhatsApp's policy",
+    132012: "A template parameter has the wrong format",
+    132015: "The template is paused because of low quality",
+    132016: "The template is disabled because of low quality",
+}
+
+
+@dataclass(frozen=True)
+class _Failure:
+    """One failed attempt, before deciding whether to retry it."""
+
+    error: SendError
+    retry_after: float | None = None
+
+
+class CloudEngine:
+    """Sends text and template messages through the WhatsApp Cloud API.
+
+    Pass an `httpx.Client` to reuse its connection pool across sends; otherwise each send opens its own.
+    """
+
+    name = "cloud"
+
+    def __init__(self, client: httpx.Client | None = None) -> None:
+        self._client = client
+
+    def send(self, number: WhatsAppNumber, content: OutboundContent) -> SendResult:
+        token = _plaintext(number.access_token)
+        if not token:
+            logger.warning("Cloud API send from number %s refused: the number has no access token", number.pk)
+            raise SendError(
+                "no_token", "The number has no access token: add the token from Meta's app settings", attention=True
+            )
+        url = f"{_graph_url()}/{_graph_version()}/{number.phone_number_id}/messages"
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        payload = message_payload(content)
+
+        if self._client is not None:
+            return self._send_with_retries(self._client, number, url, headers, payload)
+        with httpx.Client() as client:
+            return self._send_with_retries(client, number, url, headers, payload)
+
+    def _send_with_retries(
+        self,
+        client: httpx.Client,
+        number: WhatsAppNumber,
+        url: str,
+        headers: dict[str, str],
+        payload: dict[str, Any],
+    ) -> SendResult:
+        retries = max(0, int(getattr(settings, "WHATSAPP_SEND_RETRIES", DEFAULT_RETRIES)))
+        timeout = float(getattr(settings, "WHATSAPP_SEND_TIMEOUT", DEFAULT_TIMEOUT))
+        max_attempts = retries + 1
+        attempt = 0
+        while True:
+            attempt += 1
+            outcome = _post_once(client, url, headers, payload, timeout)
+            if isinstance(outcome, str):
+                logger.info(
+                    "Cloud API accepted message %s from phone number id %s (attempt %d)",
+                    outcome,
+                    number.phone_number_id,
+                    attempt,
+                )
+                return SendResult(provider_message_id=outcome, attempts=attempt)
+
+            error = outcome.error
+            error.attempts = attempt
+            if not error.retryable or attempt >= max_attempts:
+                logger.warning(
+                    "Cloud API send from phone number id %s failed: code %s, HTTP %s, retryable %s, attention %s, "
+                    "attempts %d",
+                    number.phone_number_id,
+                    error.code,
+                    error.http_status,
+                    error.retryable,
+                    error.attention,
+                    attempt,
+                )
+                raise error
+            wait = _retry_wait(attempt, outcome.retry_after)
+            logger.info(
+                "Cloud API send from phone number id %s failed with code %s (HTTP %s), attempt %d of %d; "
+                "retrying in %.2fs",
+                number.phone_number_id,
+                error.code,
+                error.http_status,
+                attempt,
+                max_attempts,
+                wait,
+            )
+            time.sleep(wait)
+
+
+def message_payload(content: OutboundContent) -> dict[str, Any]:
+    """The JSON body Meta expects for `content`."""
+    payload: dict[str, Any] = {"messaging_product": "whatsapp", "recipient_type": "individual", "to": content.to}
+    if isinstance(content, OutboundText):
+        if content.reply_to:
+            payload["context"] = {"message_id": content.reply_to}
+        payload["type"] = "text"
+        payload["text"] = {"body": content.body, "preview_url": content.preview_url}
+    elif isinstance(content, OutboundTemplate):
+        template: dict[str, Any] = {"name": content.name, "language": {"code": content.language}}
+        if content.components:
+            template["components"] = content.components
+        payload["type"] = "template"
+        payload["template"] = template
+    else:  # pragma: no cover - guarded by the type checker
+        raise TypeError(f"cannot send {type(content).__name__} through the Cloud API")
+    return payload
+
+
+def _post_once(
+    client: httpx.Client, url: str, headers: dict[str, str], payload: dict[str, Any], timeout: float
+) -> str | _Failure:
+    """One POST: the provider message id, or the failure it ended with."""
+    try:
+        response = client.post(url, headers=headers, json=payload, timeout=timeout)
+    except httpx.TimeoutException:
+        return _Failure(SendError("timeout", "WhatsApp did not answer in time", retryable=True))
+    except httpx.TransportError as exc:
+        return _Failure(
+            SendError("connection_error", f"Could not reach WhatsApp ({type(exc).__name__})", retryable=True)
+        )
+
+    status = response.status_code
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+
+    if 200 <= status < 300:
+        message_id = _message_id(body)
+        if message_id:
+            return message_id
+        return _Failure(
+            SendError(
+                "bad_response",
+                "WhatsApp answered without a message id; the message may or may not have been sent",
+                http_status=status,
+            )
+        )
+    return _Failure(_error_from_response(status, body), retry_after=_parse_retry_after(response))
+
+
+def _message_id(body: Any) -> str | None:
+    if not isinstance(body, dict):
+        return None
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages or not isinstance(messages[0], dict):
+        return None
+    message_id = messages[0].get("id")
+    return message_id if isinstance(message_id, str) and message_id else None
+
+
+def _error_from_response(status: int, body: Any) -> SendError:
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        transient = status == 429 or status >= 500
+        return SendError(
+            f"http_{status}",
+            f"WhatsApp answered HTTP {status} without an error description",
+            retryable=transient,
+            http_status=status,
+        )
+
+    raw_code = error.get("code")
+    try:
+        code: int | None = int(raw_code)
+    except (TypeError, ValueError):
+        code = None
+    code_text = str(raw_code) if raw_code is not None else f"http_{status}"
+
+    if code in FINAL_CODES or (code is not None and 132000 <= code < 133000):
+        retryable = False
+    else:
+        retryable = code in RETRYABLE_CODES or status == 429 or status >= 500
+    return SendError(
+        code_text,
+        _reason(code, error),
+        retryable=retryable,
+        attention=code in ATTENTION_CODES,
+        http_status=status,
+    )
+
+
+def _reason(code: int | None, error: dict[str, Any]) -> str:
+    """A sentence for staff: ours for well-known codes, else Meta's, plus Meta's details when it gave some."""
+    sentence = REASONS.get(code) if code is not None else None
+    if not sentence:
+        sentence = next(
+            (
+                str(error[key]).strip()
+                for key in ("error_user_msg", "error_user_title", "message", "title")
+                if error.get(key)
+            ),
+            "",
+        )
+        sentence = sentence or "WhatsApp rejected the message"
+    error_data = error.get("error_data")
+    details = error_data.get("details") if isinstance(error_data, dict) else None
+    if isinstance(details, str) and details.strip() and details.strip() not in sentence:
+        return f"{sentence} ({details.strip()})"
+    return sentence
+
+
+def _parse_retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _retry_wait(attempt: int, retry_after: float | None) -> float:
+    """Seconds to wait after failed attempt number `attempt`: exponential backoff with jitter, or the server's
+    `Retry-After` when it asks for longer, capped at WHATSAPP_SEND_RETRY_AFTER_MAX."""
+    base = float(getattr(settings, "WHATSAPP_SEND_BACKOFF", DEFAULT_BACKOFF))
+    ceiling = min(MAX_BACKOFF, base * 2 ** (attempt - 1))
+    wait = ceiling / 2 + random.uniform(0, ceiling / 2)
+    if retry_after is not None:
+        cap = float(getattr(settings, "WHATSAPP_SEND_RETRY_AFTER_MAX", DEFAULT_RETRY_AFTER_MAX))
+        wait = max(wait, min(retry_after, cap))
+    return wait
+
+
+def _plaintext(token: Any) -> str:
+    if token is None:
+        return ""
+    reveal = getattr(token, "reveal", None)
+    return reveal() if callable(reveal) else str(token)
+
+
+def _graph_url() -> str:
+    return str(getattr(settings, "WHATSAPP_GRAPH_API_URL", DEFAULT_GRAPH_API_URL)).rstrip("/")
+
+
+def _graph_version() -> str:
+    return str(getattr(settings, "WHATSAPP_GRAPH_API_VERSION", DEFAULT_GRAPH_API_VERSION)).strip("/")
