@@ -181,7 +181,7 @@ def phone_number_ids_of(body: Any) -> list[str]:
     return ids
 
 
-def _check_envelope(body: Any) -> None:
+def check_envelope(body: Any) -> None:
     if not isinstance(body, dict):
         raise WebhookShapeError(f"body must be a JSON object, not {type(body).__name__}")
     if body.get("object") != WHATSAPP_OBJECT:
@@ -208,7 +208,7 @@ def _check_envelope(body: Any) -> None:
 def parse_webhook(body: Any) -> ParsedWebhook:
     """Messages, statuses and acknowledged-only changes of a webhook body; raises WebhookShapeError for a body
     that is not a WhatsApp webhook at all."""
-    _check_envelope(body)
+    check_envelope(body)
     result = ParsedWebhook(messages=[], statuses=[], ignored=[], problems=[], phone_number_ids=[])
     for i, entry in enumerate(body["entry"]):
         for j, change in enumerate(entry["changes"]):

@@ -18,7 +18,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
-from conversations.inbound import WebhookShapeError, parse_webhook, phone_number_ids_of
+from conversations.inbound import WebhookShapeError, check_envelope, phone_number_ids_of
 from conversations.services import webhook_event_store
 from crm.crypto import Secret
 from sessions.models import WhatsAppNumber
@@ -102,7 +102,7 @@ def whatsapp_webhook(request: HttpRequest) -> HttpResponse:
     if body is None:
         return _error(400, "the body is not valid JSON")
     try:
-        parse_webhook(body)  # the envelope; items inside are judged (and reported) by the worker
+        check_envelope(body)  # items inside are judged (and reported) by the worker
     except WebhookShapeError as exc:
         return _error(400, f"not a WhatsApp webhook: {exc}")
     try:

@@ -32,12 +32,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_GRAPH_API_URL = "https://graph.facebook.com"
-DEFAULT_GRAPH_API_VERSION = "v23.0"
-DEFAULT_TIMEOUT = 10.0
-DEFAULT_RETRIES = 3
-DEFAULT_BACKOFF = 0.5
-DEFAULT_RETRY_AFTER_MAX = 30.0
 MAX_BACKOFF = 30.0  # no single backoff wait grows past this, however many retries are configured
 
 # Meta error codes worth trying again later (rate limit, "something went wrong", service unavailable, API
@@ -114,8 +108,8 @@ class CloudEngine:
         headers: dict[str, str],
         payload: dict[str, Any],
     ) -> SendResult:
-        retries = max(0, int(getattr(settings, "WHATSAPP_SEND_RETRIES", DEFAULT_RETRIES)))
-        timeout = float(getattr(settings, "WHATSAPP_SEND_TIMEOUT", DEFAULT_TIMEOUT))
+        retries = max(0, int(settings.WHATSAPP_SEND_RETRIES))
+        timeout = float(settings.WHATSAPP_SEND_TIMEOUT)
         max_attempts = retries + 1
         attempt = 0
         while True:
@@ -289,11 +283,11 @@ def _parse_retry_after(response: httpx.Response) -> float | None:
 def _retry_wait(attempt: int, retry_after: float | None) -> float:
     """Seconds to wait after failed attempt number `attempt`: exponential backoff with jitter, or the server's
     `Retry-After` when it asks for longer, capped at WHATSAPP_SEND_RETRY_AFTER_MAX."""
-    base = float(getattr(settings, "WHATSAPP_SEND_BACKOFF", DEFAULT_BACKOFF))
+    base = float(settings.WHATSAPP_SEND_BACKOFF)
     ceiling = min(MAX_BACKOFF, base * 2 ** (attempt - 1))
     wait = ceiling / 2 + random.uniform(0, ceiling / 2)
     if retry_after is not None:
-        cap = float(getattr(settings, "WHATSAPP_SEND_RETRY_AFTER_MAX", DEFAULT_RETRY_AFTER_MAX))
+        cap = float(settings.WHATSAPP_SEND_RETRY_AFTER_MAX)
         wait = max(wait, min(retry_after, cap))
     return wait
 
@@ -306,8 +300,8 @@ def _plaintext(token: Any) -> str:
 
 
 def _graph_url() -> str:
-    return str(getattr(settings, "WHATSAPP_GRAPH_API_URL", DEFAULT_GRAPH_API_URL)).rstrip("/")
+    return str(settings.WHATSAPP_GRAPH_API_URL).rstrip("/")
 
 
 def _graph_version() -> str:
-    return str(getattr(settings, "WHATSAPP_GRAPH_API_VERSION", DEFAULT_GRAPH_API_VERSION)).strip("/")
+    return str(settings.WHATSAPP_GRAPH_API_VERSION).strip("/")

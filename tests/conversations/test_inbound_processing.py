@@ -302,3 +302,41 @@ def test_two_workers_never_assign_past_capacity(default_client):
     assert Message.objects.filter(number=number).count() == 12
     assert Conversation.objects.filter(status=Conversation.Status.OPEN).count() == 3
     assert Conversation.objects.filter(status=Conversation.Status.PENDING).count() == 9
+
+
+@pytest.mark.django_db(transaction=True)
+def test_assignment_waits_for_whoever_holds_the_queues_membership_locks(default_client):
+    # given: another worker is in the middle of assigning in this queue (it holds the membership row locks)
+    import psycopg
+
+    queue = QueueFactory(client=default_client)
+    WhatsAppNumberFactory(client=default_client, phone_number_id=PNID, queue=queue)
+    agent(queue, "solo", capacity=1)
+    event = WebhookEvent.objects.create(
+        body=meta.webhook(meta.messages_change(PNID, messages=[meta.text_message("wamid.l1", ANA, "Hola")])),
+        phone_number_ids=[PNID],
+    )
+    db = connection.settings_dict
+    other = psycopg.connect(host=db["HOST"], port=db["PORT"], user=db["USER"], dbname=db["NAME"])
+    other.execute("SELECT id FROM queues_queuemembership WHERE queue_id = %s FOR UPDATE", [queue.pk])
+
+    # when: a worker processes a message for that queue
+    def work():
+        try:
+            webhook_event_process(event_id=event.pk)
+        finally:
+            connection.close()
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    try:
+        worker.join(timeout=1.0)
+        # then: it cannot count the agent's load until the other worker is done ...
+        assert worker.is_alive()
+    finally:
+        other.rollback()
+        other.close()
+        worker.join(timeout=30)
+    # ... and then assigns
+    assert not worker.is_alive()
+    assert Conversation.objects.get().status == Conversation.Status.OPEN
