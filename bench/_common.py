@@ -1,7 +1,8 @@
 """Shared set-up for the benchmarks: a Django process on its own database, and a figures table.
 
 Benchmarks run against the real PostgreSQL and Redis of this machine, on a separate database
-(`BENCH_DATABASE_URL`, default `whatsapp_crm_bench`) that they create, migrate and may wipe; never the demo's.
+(`BENCH_DATABASE_URL`, default `whatsapp_crm_bench`) and Redis database (`BENCH_REDIS_URL`, default
+`redis://127.0.0.1:6379/13`) that they create, migrate and may wipe; never the demo's.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/whatsapp_crm_bench"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/13"
 
 
 def setup_django() -> None:
@@ -22,6 +24,8 @@ def setup_django() -> None:
     sys.path.insert(0, str(ROOT))
     os.chdir(ROOT)
     os.environ["DATABASE_URL"] = os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE_URL)
+    os.environ["REDIS_URL"] = os.environ.get("BENCH_REDIS_URL", DEFAULT_REDIS_URL)
+    os.environ.pop("CELERY_BROKER_URL", None)  # the bench Redis is the broker too
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
     os.environ.setdefault("LOG_LEVEL", "WARNING")
     from config.env import exit_on_config_error

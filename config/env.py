@@ -63,7 +63,7 @@ def parse_database_url(value: str, var: str = "DATABASE_URL") -> dict:
     host = unquote(parts.hostname or "")
     if not host and not parts.netloc and "host=" not in parts.query:
         raise _url_error(var, "it has no host")
-    return {
+    database = {
         "ENGINE": "django.db.backends.postgresql",
         "NAME": name,
         "USER": unquote(parts.username or ""),
@@ -73,6 +73,13 @@ def parse_database_url(value: str, var: str = "DATABASE_URL") -> dict:
         "CONN_MAX_AGE": env.int("DATABASE_CONN_MAX_AGE", default=60),
         "CONN_HEALTH_CHECKS": True,
     }
+    # Under ASGI every request runs in a thread of its own, so per-thread persistent connections are never
+    # reused: the web process opens a connection pool instead (Procfile and compose set DATABASE_POOL_SIZE).
+    pool_size = env.int("DATABASE_POOL_SIZE", default=0)
+    if pool_size > 0:
+        database["CONN_MAX_AGE"] = 0
+        database["OPTIONS"] = {"pool": {"min_size": min(2, pool_size), "max_size": pool_size, "timeout": 10}}
+    return database
 
 
 def validate_redis_url(value: str, var: str = "REDIS_URL") -> str:

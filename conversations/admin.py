@@ -1,7 +1,13 @@
-from django.contrib import admin
+import json
 
-from conversations.models import Contact, Conversation, Message, UnroutedConversation
+from django.contrib import admin, messages
+from django.utils.html import format_html
+
+from conversations.models import Contact, Conversation, Message, UnmatchedStatus, UnroutedConversation, WebhookEvent
+from conversations.services import webhook_event_process
 from crm.admin_scope import ClientScopedAdmin, ClientScopedTabularInline
+
+MAX_REPROCESS = 200  # events reprocessed in one admin request
 
 
 @admin.register(Contact)
@@ -15,7 +21,7 @@ class MessageInline(ClientScopedTabularInline):
     model = Message
     extra = 0
     can_delete = False
-    fields = ["created_at", "direction", "kind", "body", "status", "error_reason", "sent_by"]
+    fields = ["created_at", "direction", "origin", "kind", "body", "status", "error_reason", "sent_by"]
     readonly_fields = fields
     ordering = ["-created_at"]
 
@@ -36,8 +42,8 @@ class ConversationAdmin(ClientScopedAdmin):
 
 @admin.register(Message)
 class MessageAdmin(ClientScopedAdmin):
-    list_display = ["id", "conversation", "direction", "kind", "status", "provider_message_id", "created_at"]
-    list_filter = ["direction", "kind", "status"]
+    list_display = ["id", "conversation", "direction", "origin", "kind", "status", "error_code", "created_at"]
+    list_filter = ["direction", "status", "origin", "kind"]
     search_fields = ["provider_message_id"]
     list_select_related = ["conversation__contact", "conversation__number"]
     readonly_fields = [f.name for f in Message._meta.fields]
@@ -58,3 +64,88 @@ class UnroutedConversationAdmin(ConversationAdmin):
 
     def get_queryset(self, request):
         return super().get_queryset(request).filter(queue__isnull=True).exclude(status=Conversation.Status.RESOLVED)
+
+
+def _pretty_json(value) -> str:
+    return format_html("<pre style='white-space: pre-wrap'>{}</pre>", json.dumps(value, indent=2, ensure_ascii=False))
+
+
+@admin.register(WebhookEvent)
+class WebhookEventAdmin(ClientScopedAdmin):
+    """Every webhook body as Meta delivered it, with what processing made of it. Failed events keep their
+    messages and statuses: fix the cause (add the number, sync the registry) and reprocess them."""
+
+    list_display = ["id", "created_at", "status", "client", "numbers", "attempts", "processed_at", "first_error"]
+    list_filter = ["status", "client"]
+    search_fields = ["error"]
+    date_hierarchy = "created_at"
+    list_select_related = ["client"]
+    actions = ["reprocess"]
+    fields = ["created_at", "status", "client", "phone_number_ids", "attempts", "processed_at", "error"]
+    readonly_fields = [*fields, "pretty_report", "pretty_body"]
+
+    def get_fields(self, request, obj=None):
+        return [*self.fields, "pretty_report", "pretty_body"]
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        # Events for numbers nobody knows yet belong to no client: only superusers see them.
+        return queryset if request.user.is_superuser else queryset.exclude(client__isnull=True)
+
+    @admin.display(description="phone number ids")
+    def numbers(self, obj: WebhookEvent) -> str:
+        return ", ".join(obj.phone_number_ids or []) or "—"
+
+    @admin.display(description="error")
+    def first_error(self, obj: WebhookEvent) -> str:
+        return obj.error.splitlines()[0][:120] if obj.error else ""
+
+    @admin.display(description="report")
+    def pretty_report(self, obj: WebhookEvent) -> str:
+        return _pretty_json(obj.report)
+
+    @admin.display(description="body")
+    def pretty_body(self, obj: WebhookEvent) -> str:
+        return _pretty_json(obj.body)
+
+    @admin.action(
+        description="Reprocess the selected events (duplicates are skipped, nothing is stored twice)",
+        permissions=["change"],
+    )
+    def reprocess(self, request, queryset) -> None:
+        ids = list(queryset.order_by("created_at").values_list("pk", flat=True)[: MAX_REPROCESS + 1])
+        if len(ids) > MAX_REPROCESS:
+            self.message_user(
+                request, f"Select at most {MAX_REPROCESS} events at a time; nothing was reprocessed.", messages.ERROR
+            )
+            return
+        outcomes = [webhook_event_process(event_id=event_id, force=True) for event_id in ids]
+        failed = [event.pk for event in outcomes if event is not None and event.status == WebhookEvent.Status.FAILED]
+        self.message_user(request, f"{len(ids) - len(failed)} event(s) processed.", messages.SUCCESS)
+        if failed:
+            shown = ", ".join(str(pk) for pk in failed[:20])
+            self.message_user(request, f"{len(failed)} still failed (see their error): {shown}", messages.WARNING)
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return request.user.is_superuser
+
+
+@admin.register(UnmatchedStatus)
+class UnmatchedStatusAdmin(ClientScopedAdmin):
+    """Delivery statuses waiting for their message's provider id; applied by the outbound service or the sweep,
+    forgotten after a week (statuses of messages sent outside the product)."""
+
+    list_display = ["provider_message_id", "number", "status", "status_at", "error_code", "created_at"]
+    list_filter = ["status", "number__client"]
+    search_fields = ["provider_message_id"]
+    list_select_related = ["number"]
+    readonly_fields = [f.name for f in UnmatchedStatus._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False

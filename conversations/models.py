@@ -165,10 +165,20 @@ class Message(TimeStampedModel):
         FAILED = "failed", "Failed"
         UNKNOWN = "unknown", "Unknown (interrupted while sending)"
 
+    class Origin(models.TextChoices):
+        """Who wrote an outbound message (blank for inbound ones)."""
+
+        AGENT = "agent", "Agent"
+        AI = "ai", "AI assistant"
+        CAMPAIGN = "campaign", "Campaign"
+        API = "api", "API integration"
+        SYSTEM = "system", "System"
+
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
     # Denormalised from the conversation so provider ids are unique per number in the database itself.
     number = models.ForeignKey("wa_sessions.WhatsAppNumber", on_delete=models.PROTECT, related_name="messages")
     direction = models.CharField(max_length=3, choices=Direction.choices)
+    origin = models.CharField(max_length=16, choices=Origin.choices, blank=True)
     kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.TEXT)
     body = models.TextField(blank=True)
     provider_message_id = models.CharField(max_length=128, null=True, blank=True)
@@ -192,6 +202,14 @@ class Message(TimeStampedModel):
 
     class Meta:
         ordering = ["created_at", "id"]
+        indexes = [
+            # The outbound sweeper's scan: pending and sending messages only.
+            models.Index(
+                fields=["status", "status_at"],
+                name="message_outbound_inflight",
+                condition=Q(status__in=["pending", "sending"]),
+            ),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["number", "provider_message_id"],

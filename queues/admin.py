@@ -1,13 +1,15 @@
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db.models import Count
 
 from crm.admin_scope import ClientScopedAdmin, ClientScopedTabularInline
-from queues.models import Queue, QueueMembership
+from queues.models import AgentAvailability, Queue, QueueMembership
+from queues.services import agent_availability_set
 from sessions.models import WhatsAppNumber
 
 
 class QueueMembershipInline(ClientScopedTabularInline):
     model = QueueMembership
+    fields = ["user", "role", "capacity"]
     extra = 0
 
 
@@ -51,9 +53,34 @@ class QueueAdmin(ClientScopedAdmin):
         return obj.agents_count
 
 
+def _set_availability(status: str, label: str):
+    def action(modeladmin, request, queryset):
+        users = {membership.user for membership in queryset.select_related("user")}
+        for user in users:
+            agent_availability_set(user=user, status=status)
+        modeladmin.message_user(request, f"{len(users)} agent(s) set {label.lower()}.", messages.SUCCESS)
+
+    action.__name__ = f"set_{status}"
+    return admin.action(description=f"Set the selected members' agents {label.lower()}")(action)
+
+
 @admin.register(QueueMembership)
 class QueueMembershipAdmin(ClientScopedAdmin):
-    list_display = ["user", "queue", "role", "created_at"]
-    list_filter = ["role", "queue__client"]
+    """Who works which queue, how many open conversations each takes at once, and whether they take new ones now
+    (availability; agents set it themselves in the CRM, staff can set it here)."""
+
+    list_display = ["user", "queue", "role", "capacity", "availability", "created_at"]
+    list_editable = ["capacity"]
+    list_filter = ["role", "queue__client", "queue", "user__availability__status"]
     search_fields = ["user__username", "queue__name"]
-    list_select_related = ["user", "queue"]
+    list_select_related = ["user__availability", "queue"]
+    actions = [
+        _set_availability(AgentAvailability.Status.ONLINE, "Online"),
+        _set_availability(AgentAvailability.Status.AWAY, "Away"),
+        _set_availability(AgentAvailability.Status.OFFLINE, "Offline"),
+    ]
+
+    @admin.display(description="availability", ordering="user__availability__status")
+    def availability(self, obj: QueueMembership) -> str:
+        availability = getattr(obj.user, "availability", None)
+        return availability.get_status_display() if availability else AgentAvailability.Status.OFFLINE.label

@@ -11,7 +11,7 @@ from conversations.services import conversation_route_unrouted
 from crm.admin_scope import ClientScopedAdmin
 from sessions.models import NumberSession, RegistrySyncRun, WhatsAppNumber
 from sessions.selectors import registry_report_for_user
-from sessions.services import number_session_ensure, number_sync_from_registry
+from sessions.services import number_attention_clear, number_session_ensure, number_sync_from_registry
 
 MAX_REPORT_MESSAGES = 25
 _viewer: ContextVar = ContextVar("registry_run_viewer")
@@ -43,18 +43,44 @@ class ActiveFilter(admin.SimpleListFilter):
         return queryset
 
 
+class AttentionFilter(admin.SimpleListFilter):
+    title = "needs attention"
+    parameter_name = "attention"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Needs attention"), ("no", "Sending normally")]
+
+    def queryset(self, request, queryset):
+        if self.value() in ("yes", "no"):
+            return queryset.filter(attention_since__isnull=self.value() == "no")
+        return queryset
+
+
 @admin.register(WhatsAppNumber)
 class WhatsAppNumberAdmin(ClientScopedAdmin):
-    list_display = ["alias", "display_number", "client", "engine", "queue", "is_active", "state", "token"]
+    list_display = ["alias", "display_number", "client", "engine", "queue", "is_active", "state", "token", "attention"]
     list_editable = ["queue"]
-    list_filter = [QueueAssignmentFilter, ActiveFilter, "engine", "client", "queue"]
+    list_filter = [QueueAssignmentFilter, ActiveFilter, AttentionFilter, "engine", "client", "queue"]
+    actions = ["clear_attention"]
+    readonly_fields = ["attention_reason", "attention_since"]
     search_fields = ["alias", "display_number", "phone_number_id", "waba_id"]
     list_select_related = ["client", "queue", "session"]
     autocomplete_fields = ["queue"]
     fieldsets = [
         (None, {"fields": ["client", "alias", "display_number", "engine", "is_active", "queue"]}),
         ("Meta Cloud API", {"fields": ["phone_number_id", "waba_id", "access_token", "verify_token"]}),
+        ("Attention", {"fields": ["attention_reason", "attention_since"]}),
     ]
+
+    @admin.display(description="attention", ordering="attention_since")
+    def attention(self, obj: WhatsAppNumber) -> str:
+        return obj.attention_reason or "—"
+
+    @admin.action(description="Clear “needs attention” on the selected numbers (the cause was fixed)")
+    def clear_attention(self, request, queryset) -> None:
+        flagged = queryset.filter(attention_since__isnull=False)
+        cleared = sum(number_attention_clear(number=number) for number in flagged)
+        self.message_user(request, f"{cleared} number(s) cleared; the next failed send flags them again.")
 
     @admin.display(description="session")
     def state(self, obj: WhatsAppNumber) -> str:
@@ -76,6 +102,9 @@ class WhatsAppNumberAdmin(ClientScopedAdmin):
     def save_model(self, request, obj, form, change) -> None:
         super().save_model(request, obj, form, change)
         number_session_ensure(number=obj)
+        if "access_token" in form.changed_data and obj.attention_since is not None:
+            number_attention_clear(number=obj)
+            self.message_user(request, f"New access token saved: {obj.alias} no longer flagged for attention.")
         if "queue" in form.changed_data:
             routed = conversation_route_unrouted(number=obj)
             if routed:

@@ -2,18 +2,44 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import timedelta
+
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db.models import QuerySet
 
 from crm.models import Client
 from crm.selectors import client_ids_visible_to, client_scope
+from sessions.engines import engine_class
 from sessions.models import RegistrySyncRun, WhatsAppNumber
+
+
+@dataclass(frozen=True)
+class SendRules:
+    """What a number's engine allows: free text only within `reply_window` of the customer's last message (None:
+    always), templates only where `supports_templates`."""
+
+    reply_window: timedelta | None
+    supports_templates: bool
+
+
+def number_send_rules(*, number: WhatsAppNumber) -> SendRules:
+    """Raises `sessions.engines.EngineUnavailable` when the number's engine cannot send."""
+    engine = engine_class(number.engine)
+    return SendRules(reply_window=engine.reply_window, supports_templates=engine.supports_templates)
 
 
 def number_list_active_without_queue(*, user: AbstractBaseUser) -> QuerySet[WhatsAppNumber]:
     """Active numbers whose conversations would reach no queue, among those `user` may see."""
     queryset = WhatsAppNumber.objects.filter(is_active=True, queue__isnull=True).select_related("client")
     return client_scope(queryset, user).order_by("client__name", "alias")
+
+
+def number_list_needing_attention(*, user: AbstractBaseUser) -> QuerySet[WhatsAppNumber]:
+    """Numbers the provider stopped accepting sends from (expired token, restricted account), among those `user`
+    may see, longest-flagged first."""
+    queryset = WhatsAppNumber.objects.filter(attention_since__isnull=False).select_related("client")
+    return client_scope(queryset, user).order_by("attention_since", "pk")
 
 
 def registry_sync_last_run(*, successful_only: bool = False) -> RegistrySyncRun | None:

@@ -39,6 +39,21 @@ def _clean_redis():
 
 
 @pytest.fixture
+def ventas(db):
+    """A second client, for tests about what staff of one client may see."""
+    from tests.crm.factories import ClientFactory
+
+    return ClientFactory(name="Ventas", slug="ventas")
+
+
+@pytest.fixture
+def marketing(db):
+    from tests.crm.factories import ClientFactory
+
+    return ClientFactory(name="Marketing", slug="marketing")
+
+
+@pytest.fixture
 def default_client(db):
     from crm.selectors import client_get_default
 

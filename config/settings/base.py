@@ -157,6 +157,11 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 4 * 1024 * 1024
 CONVERSATION_REOPEN_WINDOW = env.int("CONVERSATION_REOPEN_WINDOW", default=24 * 3600)
 # Webhook events still pending after this many seconds are handed to a worker again (lost enqueue, dead worker).
 WEBHOOK_REQUEUE_AFTER = env.int("WEBHOOK_REQUEUE_AFTER", default=120)
+# Outbound: a message still pending after this many seconds is queued again (its task was lost); one still
+# "sending" after this many is marked unknown (a worker died mid-send; never re-sent blindly). Keep the latter
+# above the longest send: WHATSAPP_SEND_TIMEOUT x (WHATSAPP_SEND_RETRIES + 1) plus backoff and Retry-After waits.
+OUTBOUND_PENDING_REQUEUE_AFTER = env.int("OUTBOUND_PENDING_REQUEUE_AFTER", default=60)
+OUTBOUND_SENDING_STALE_AFTER = env.int("OUTBOUND_SENDING_STALE_AFTER", default=600)
 
 # --- Health ------------------------------------------------------------------------------------------------
 # Queues /healthz expects at least one worker to consume, and how stale beat's last tick may be.

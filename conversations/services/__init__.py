@@ -1,5 +1,12 @@
 """Writes of the conversations app (docs/inbound.md, docs/outbound.md): one function per use case."""
 
+from conversations.services.outbound import (
+    OutboundRefused,
+    Template,
+    message_deliver,
+    message_send,
+    outbound_messages_sweep,
+)
 from conversations.services.receive import contact_identify, inbound_message_receive
 from conversations.services.routing import conversation_route_unrouted
 from conversations.services.statuses import message_status_apply, unmatched_statuses_sweep
@@ -10,6 +17,11 @@ from conversations.services.webhook_events import (
 )
 
 __all__ = [
+    "OutboundRefused",
+    "Template",
+    "message_deliver",
+    "message_send",
+    "outbound_messages_sweep",
     "contact_identify",
     "conversation_route_unrouted",
     "inbound_message_receive",

@@ -19,14 +19,12 @@ from django.utils import timezone
 from conversations.identity import PhoneIdentity, PhoneIdentityError, phone_identity
 from conversations.inbound import InboundMessage, InboundSender
 from conversations.models import Contact, Conversation, Message
-from crm.events import client_group, publish_on_commit, queue_group, user_group
+from conversations.services.live import publish_message_created
 from crm.models import Client
 from queues.services import conversation_assign_by_policy
 from sessions.models import WhatsAppNumber
 
 logger = logging.getLogger(__name__)
-
-PREVIEW_CHARS = 120
 
 
 class InboundRejected(Exception):
@@ -199,28 +197,5 @@ def inbound_message_receive(*, number: WhatsAppNumber, message: InboundMessage) 
     if conversation.status == Conversation.Status.PENDING and conversation.queue_id:
         conversation_assign_by_policy(conversation=conversation, preferred_user_id=previous_agent)
 
-    _publish_message(stored, conversation, action)
+    publish_message_created(stored, conversation, action)
     return ReceiveResult(stored, True, action)
-
-
-def _publish_message(message: Message, conversation: Conversation, action: str) -> None:
-    event = {
-        "type": "message.created",
-        "data": {
-            "conversation": conversation.pk,
-            "conversation_status": conversation.status,
-            "conversation_action": action,
-            "message": message.pk,
-            "direction": message.direction,
-            "kind": message.kind,
-            "preview": message.body[:PREVIEW_CHARS],
-            "queue": conversation.queue_id,
-            "agent": conversation.assigned_to_id,
-        },
-    }
-    if conversation.queue_id:
-        publish_on_commit(queue_group(conversation.queue_id), event)
-    else:
-        publish_on_commit(client_group(conversation.client_id), event)  # unrouted: staff must see it
-    if conversation.assigned_to_id:
-        publish_on_commit(user_group(conversation.assigned_to_id), event)

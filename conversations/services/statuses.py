@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from conversations.inbound import StatusUpdate
 from conversations.models import Conversation, Message, UnmatchedStatus
-from crm.events import publish_on_commit, queue_group, user_group
+from conversations.services.live import publish_message_status
 from sessions.models import WhatsAppNumber
 
 logger = logging.getLogger(__name__)
@@ -44,29 +44,22 @@ def lock_provider_id(number_id: int, provider_message_id: str) -> None:
         )
 
 
-def _apply(message: Message, *, status: str, at, error_code: str = "", error_reason: str = "") -> bool:
-    """Move `message` to `status` unless it is already further along. True when it moved."""
+def message_status_move(message: Message, *, status: str, at, error_code: str = "", error_reason: str = "") -> bool:
+    """Move `message` to `status` unless it is already as far or further along. True when it moved.
+
+    `message.conversation` must be loaded (its queue and agent receive the live event)."""
     lower = [name for name, rank in RANK.items() if rank < RANK[status]]
     values = {"status": status, "status_at": at, "updated_at": timezone.now()}
-    if status == S.FAILED:
+    if status in (S.FAILED, S.UNKNOWN):
         values.update(error_code=error_code[:32], error_reason=error_reason[:500])
+    else:  # a later success is the truth: the earlier error no longer describes the message
+        values.update(error_code="", error_reason="")
     moved = Message.objects.filter(pk=message.pk, status__in=lower).update(**values) == 1
     if moved:
-        conversation: Conversation = message.conversation
-        event = {
-            "type": "message.status",
-            "data": {
-                "conversation": conversation.pk,
-                "message": message.pk,
-                "status": status,
-                "error_code": values.get("error_code", ""),
-                "error_reason": values.get("error_reason", ""),
-            },
-        }
-        if conversation.queue_id:
-            publish_on_commit(queue_group(conversation.queue_id), event)
-        if conversation.assigned_to_id:
-            publish_on_commit(user_group(conversation.assigned_to_id), event)
+        message.status = status
+        publish_message_status(
+            message.pk, message.conversation, status, values.get("error_code", ""), values.get("error_reason", "")
+        )
     return moved
 
 
@@ -81,7 +74,14 @@ def message_status_apply(*, number: WhatsAppNumber, update: StatusUpdate) -> str
         return (
             Message.objects.filter(number=number, provider_message_id=update.provider_message_id)
             .select_related("conversation")
-            .only("pk", "direction", "status", "conversation__queue_id", "conversation__assigned_to_id")
+            .only(
+                "pk",
+                "direction",
+                "status",
+                "conversation__client_id",
+                "conversation__queue_id",
+                "conversation__assigned_to_id",
+            )
             .first()
         )
 
@@ -102,7 +102,7 @@ def message_status_apply(*, number: WhatsAppNumber, update: StatusUpdate) -> str
         return "unmatched"
     if message.direction != Message.Direction.OUTBOUND:
         return "ignored"
-    moved = _apply(
+    moved = message_status_move(
         message,
         status=update.status,
         at=update.timestamp,
@@ -110,6 +110,96 @@ def message_status_apply(*, number: WhatsAppNumber, update: StatusUpdate) -> str
         error_reason=update.error_reason,
     )
     return "applied" if moved else "stale"
+
+
+_RANK_SQL = "CASE m.status " + " ".join(f"WHEN '{name}' THEN {rank}" for name, rank in RANK.items()) + " ELSE 99 END"
+
+
+def message_statuses_apply(*, number: WhatsAppNumber, updates: list[StatusUpdate]) -> list[str]:
+    """`message_status_apply` for many statuses of one number at once: one query finds their messages, one
+    moves them (each to the furthest status it got, still never backwards). Statuses whose message is not
+    stored yet go through `message_status_apply` one by one (kept for later). Returns each update's outcome,
+    in order."""
+    outcomes = ["ignored"] * len(updates)
+    furthest: dict[str, int] = {}  # provider id -> index of its furthest tracked update
+    for index, update in enumerate(updates):
+        if update.status not in PROVIDER_STATUSES:
+            continue
+        best = furthest.get(update.provider_message_id)
+        if best is None or RANK[update.status] >= RANK[updates[best].status]:
+            furthest[update.provider_message_id] = index
+    if not furthest:
+        return outcomes
+
+    with transaction.atomic():
+        found = {
+            row["provider_message_id"]: row
+            for row in Message.objects.filter(number=number, provider_message_id__in=list(furthest)).values(
+                "pk",
+                "provider_message_id",
+                "direction",
+                "conversation_id",
+                "conversation__client_id",
+                "conversation__queue_id",
+                "conversation__assigned_to_id",
+            )
+        }
+        moves = []
+        for provider_id, index in furthest.items():
+            row = found.get(provider_id)
+            if row is None or row["direction"] != Message.Direction.OUTBOUND:
+                continue
+            update = updates[index]
+            failure = update.status == S.FAILED
+            moves.append(
+                (
+                    row["pk"],
+                    update.status,
+                    update.timestamp,
+                    update.error_code[:32] if failure else "",
+                    update.error_reason[:500] if failure else "",
+                    RANK[update.status],
+                )
+            )
+        by_pk = {row["pk"]: row for row in found.values()}
+        moved: set[int] = set()
+        if moves:
+            values = ", ".join(["(%s::bigint, %s, %s::timestamptz, %s, %s, %s::int)"] * len(moves))
+            with connection.cursor() as cursor:
+                # Only placeholders and this module's constants are formatted in: no input reaches the SQL text.
+                cursor.execute(
+                    f"""UPDATE conversations_message AS m
+                    SET status = v.status, status_at = v.at, error_code = v.code, error_reason = v.reason,
+                        updated_at = now()
+                    FROM (VALUES {values}) AS v(id, status, at, code, reason, rank)
+                    WHERE m.id = v.id AND {_RANK_SQL} < v.rank
+                    RETURNING m.id""",  # noqa: S608
+                    [value for move in moves for value in move],
+                )
+                moved = {row[0] for row in cursor.fetchall()}
+        for pk, status, _at, code, reason, _rank in moves:
+            if pk in moved:
+                row = by_pk[pk]
+                conversation = Conversation(
+                    pk=row["conversation_id"],
+                    client_id=row["conversation__client_id"],
+                    queue_id=row["conversation__queue_id"],
+                    assigned_to_id=row["conversation__assigned_to_id"],
+                )
+                publish_message_status(pk, conversation, status, code, reason)
+
+    for index, update in enumerate(updates):
+        if update.status not in PROVIDER_STATUSES:
+            continue
+        row = found.get(update.provider_message_id)
+        if row is None:
+            outcomes[index] = message_status_apply(number=number, update=update)  # kept until its message is known
+        elif row["direction"] != Message.Direction.OUTBOUND:
+            outcomes[index] = "ignored"
+        else:
+            applied = furthest[update.provider_message_id] == index and row["pk"] in moved
+            outcomes[index] = "applied" if applied else "stale"
+    return outcomes
 
 
 def message_unmatched_statuses_apply(*, message: Message) -> int:
@@ -123,7 +213,7 @@ def message_unmatched_statuses_apply(*, message: Message) -> int:
     applied = 0
     for status in sorted(early, key=lambda s: RANK.get(s.status, 0)):
         message.refresh_from_db(fields=["status"])
-        applied += _apply(
+        applied += message_status_move(
             message,
             status=status.status,
             at=status.status_at,

@@ -19,7 +19,7 @@ from django.utils import timezone
 from conversations.inbound import WebhookShapeError, parse_webhook
 from conversations.models import WebhookEvent
 from conversations.services.receive import inbound_message_receive
-from conversations.services.statuses import message_status_apply
+from conversations.services.statuses import message_status_apply, message_statuses_apply
 from sessions.models import WhatsAppNumber
 
 logger = logging.getLogger(__name__)
@@ -76,19 +76,14 @@ def webhook_event_process(*, event_id: int, force: bool = False) -> WebhookEvent
                 counts["messages_failed"] += 1
                 continue
             counts["messages_stored" if result.created else "messages_duplicate"] += 1
+        by_number: dict[str, list] = {}
         for update in parsed.statuses:
-            number = numbers.get(update.phone_number_id)
-            if number is None:
+            if update.phone_number_id in numbers:
+                by_number.setdefault(update.phone_number_id, []).append(update)
+            else:
                 counts["statuses_unknown_number"] += 1
-                continue
-            try:
-                counts[f"statuses_{message_status_apply(number=number, update=update)}"] += 1
-            except (OperationalError, InterfaceError):
-                raise
-            except Exception as exc:
-                logger.exception("webhook event %s: status of %s failed", event.pk, update.provider_message_id)
-                errors.append(f"status {update.status} of {update.provider_message_id}: {type(exc).__name__}: {exc}")
-                counts["statuses_failed"] += 1
+        for phone_number_id, updates in by_number.items():
+            _apply_statuses(event, numbers[phone_number_id], updates, counts, errors)
         unknown = [pnid for pnid in parsed.phone_number_ids if pnid not in numbers]
         if unknown:
             errors.append(
@@ -112,6 +107,28 @@ def webhook_event_process(*, event_id: int, force: bool = False) -> WebhookEvent
     if errors:
         logger.warning("webhook event %s failed: %s error(s)", event.pk, len(errors))
     return event
+
+
+def _apply_statuses(event: WebhookEvent, number: WhatsAppNumber, updates: list, counts: Counter, errors: list) -> None:
+    """All statuses of one number in one batch; if the batch fails, one by one, so a poison status fails alone."""
+    try:
+        outcomes = message_statuses_apply(number=number, updates=updates)
+    except (OperationalError, InterfaceError):
+        raise  # the database is away: the task retries the whole event later
+    except Exception:
+        logger.warning("webhook event %s: status batch failed; applying one by one", event.pk, exc_info=True)
+    else:
+        counts.update(f"statuses_{outcome}" for outcome in outcomes)
+        return
+    for update in updates:
+        try:
+            counts[f"statuses_{message_status_apply(number=number, update=update)}"] += 1
+        except (OperationalError, InterfaceError):
+            raise
+        except Exception as exc:
+            logger.exception("webhook event %s: status of %s failed", event.pk, update.provider_message_id)
+            errors.append(f"status {update.status} of {update.provider_message_id}: {type(exc).__name__}: {exc}")
+            counts["statuses_failed"] += 1
 
 
 def webhook_events_requeue() -> int:

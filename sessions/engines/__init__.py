@@ -1,17 +1,30 @@
-"""Engines: one module per way of reaching WhatsApp, behind `base.Engine` (docs/sessions.md)."""
+"""Engines: one module per way of reaching WhatsApp, behind `base.Engine` (docs/sessions.md).
+
+`ENGINES` is the one place that knows which class serves which `WhatsAppNumber.engine`; everything else asks
+`engine_class` / `get_engine`.
+"""
 
 from __future__ import annotations
 
+from django.utils.module_loading import import_string
+
 from sessions.engines.base import Engine
+
+ENGINES: dict[str, str] = {
+    "cloud": "sessions.engines.cloud.CloudEngine",
+}
 
 
 class EngineUnavailable(Exception):
     """The number's engine cannot send (not implemented yet, or not configured)."""
 
 
-def get_engine(name: str) -> Engine:
-    if name == "cloud":
-        from sessions.engines.cloud import CloudEngine
+def engine_class(name: str) -> type[Engine]:
+    path = ENGINES.get(name)
+    if path is None:
+        raise EngineUnavailable(f"Engine {name!r} cannot send messages yet")
+    return import_string(path)
 
-        return CloudEngine()
-    raise EngineUnavailable(f"engine {name!r} cannot send messages yet")
+
+def get_engine(name: str) -> Engine:
+    return engine_class(name)()

@@ -8,6 +8,7 @@ number itself needs staff attention. Nothing above this layer branches on the en
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -48,7 +49,9 @@ class SendError(Exception):
 
     `code` is the provider's error code as text (Meta's numeric code, or "http_503", "timeout"…), `reason` a
     readable sentence for staff, `retryable` whether trying again later may succeed, `attention` whether the
-    number itself is unusable until staff act (expired token, restricted account).
+    number itself is unusable until staff act (expired token, restricted account), `ambiguous` whether the
+    provider may have sent the message anyway (it stopped answering after receiving the request): such a
+    message must never be sent again automatically.
     """
 
     def __init__(
@@ -58,6 +61,7 @@ class SendError(Exception):
         *,
         retryable: bool = False,
         attention: bool = False,
+        ambiguous: bool = False,
         http_status: int | None = None,
         attempts: int = 1,
     ) -> None:
@@ -66,12 +70,17 @@ class SendError(Exception):
         self.reason = reason
         self.retryable = retryable
         self.attention = attention
+        self.ambiguous = ambiguous
         self.http_status = http_status
         self.attempts = attempts
 
 
 class Engine(Protocol):
     name: str
+    # How long after the customer's last message free text may be sent (None: no such rule). Outside it only
+    # templates may go, and only where the engine supports them.
+    reply_window: timedelta | None
+    supports_templates: bool
 
     def send(self, number: WhatsAppNumber, content: OutboundContent) -> SendResult:
         """Send `content` from `number`; the provider's message id, or SendError."""

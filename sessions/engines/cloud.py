@@ -1,10 +1,14 @@
 """WhatsApp Cloud API engine: sends through Meta's Graph API messages endpoint (docs/sessions.md).
 
 One `send` is one POST to `{WHATSAPP_GRAPH_API_URL}/{WHATSAPP_GRAPH_API_VERSION}/{phone_number_id}/messages`,
-repeated with exponential backoff and jitter while the failure is transient (HTTP 429/5xx, timeouts, connection
-errors, Meta's rate-limit and "try again" codes), at most `WHATSAPP_SEND_RETRIES` extra times. Every other
+repeated with exponential backoff and jitter while the failure is transient (HTTP 429/5xx, a connection that could
+not be opened, Meta's rate-limit and "try again" codes), at most `WHATSAPP_SEND_RETRIES` extra times. Every other
 failure is raised at once as `SendError` with a sentence staff can act on; an expired token or a restricted
 account also flags the number for attention.
+
+At most once: the Graph API has no idempotency key, so a request Meta received but never answered (read timeout,
+connection dropped mid-answer, a 2xx without an id) may have been sent. It is never repeated; it is raised as an
+`ambiguous` SendError and the message is left for a human to decide (docs/outbound.md).
 
 Settings (all optional): WHATSAPP_GRAPH_API_URL, WHATSAPP_GRAPH_API_VERSION, WHATSAPP_SEND_TIMEOUT (seconds per
 request), WHATSAPP_SEND_RETRIES, WHATSAPP_SEND_BACKOFF (base seconds), WHATSAPP_SEND_RETRY_AFTER_MAX (seconds: the
@@ -16,9 +20,12 @@ Logs carry ids, codes and HTTP statuses only: never the token, the message body 
 from __future__ import annotations
 
 import logging
+import os
 import random
+import threading
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 
@@ -80,9 +87,11 @@ class CloudEngine:
     """
 
     name = "cloud"
+    reply_window = timedelta(hours=24)  # Meta's customer-service window
+    supports_templates = True
 
     def __init__(self, client: httpx.Client | None = None) -> None:
-        self._client = client
+        self._client = client if client is not None else _shared_client()
 
     def send(self, number: WhatsAppNumber, content: OutboundContent) -> SendResult:
         token = _plaintext(number.access_token)
@@ -95,10 +104,7 @@ class CloudEngine:
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
         payload = message_payload(content)
 
-        if self._client is not None:
-            return self._send_with_retries(self._client, number, url, headers, payload)
-        with httpx.Client() as client:
-            return self._send_with_retries(client, number, url, headers, payload)
+        return self._send_with_retries(self._client, number, url, headers, payload)
 
     def _send_with_retries(
         self,
@@ -154,7 +160,11 @@ class CloudEngine:
 
 def message_payload(content: OutboundContent) -> dict[str, Any]:
     """The JSON body Meta expects for `content`."""
-    payload: dict[str, Any] = {"messaging_product": "whatsapp", "recipient_type": "individual", "to": content.to}
+    payload: dict[str, Any] = {"messaging_product": "whatsapp", "recipient_type": "individual"}
+    if content.to.isdigit():
+        payload["to"] = content.to
+    else:  # a business-scoped user id (e.g. "US.13491208655302741918"): customers who hide their number
+        payload["recipient"] = content.to
     if isinstance(content, OutboundText):
         if content.reply_to:
             payload["context"] = {"message_id": content.reply_to}
@@ -177,11 +187,29 @@ def _post_once(
     """One POST: the provider message id, or the failure it ended with."""
     try:
         response = client.post(url, headers=headers, json=payload, timeout=timeout)
-    except httpx.TimeoutException:
-        return _Failure(SendError("timeout", "WhatsApp did not answer in time", retryable=True))
-    except httpx.TransportError as exc:
+    except (httpx.ConnectTimeout, httpx.PoolTimeout):
+        # Nothing reached Meta: safe to try again.
+        return _Failure(SendError("connect_timeout", "Could not reach WhatsApp in time", retryable=True))
+    except httpx.ConnectError as exc:
         return _Failure(
             SendError("connection_error", f"Could not reach WhatsApp ({type(exc).__name__})", retryable=True)
+        )
+    except httpx.TimeoutException:
+        return _Failure(
+            SendError(
+                "timeout",
+                "WhatsApp did not answer in time: the message may or may not have been sent",
+                ambiguous=True,
+            )
+        )
+    except httpx.TransportError as exc:
+        return _Failure(
+            SendError(
+                "connection_lost",
+                f"The connection to WhatsApp broke before it answered ({type(exc).__name__}): the message may or "
+                "may not have been sent",
+                ambiguous=True,
+            )
         )
 
     status = response.status_code
@@ -199,6 +227,7 @@ def _post_once(
                 "bad_response",
                 "WhatsApp answered without a message id; the message may or may not have been sent",
                 http_status=status,
+                ambiguous=True,
             )
         )
     return _Failure(_error_from_response(status, body), retry_after=_parse_retry_after(response))
@@ -290,6 +319,23 @@ def _retry_wait(attempt: int, retry_after: float | None) -> float:
         cap = float(settings.WHATSAPP_SEND_RETRY_AFTER_MAX)
         wait = max(wait, min(retry_after, cap))
     return wait
+
+
+_client_lock = threading.Lock()
+_client: httpx.Client | None = None
+_client_pid: int | None = None
+
+
+def _shared_client() -> httpx.Client:
+    """One connection pool per process (thread-safe), so consecutive sends reuse their TLS connection. A forked
+    child (Celery prefork) opens its own rather than sharing the parent's sockets."""
+    global _client, _client_pid
+    pid = os.getpid()
+    with _client_lock:
+        if _client is None or _client_pid != pid:
+            _client = httpx.Client(limits=httpx.Limits(max_connections=50, max_keepalive_connections=20))
+            _client_pid = pid
+        return _client
 
 
 def _plaintext(token: Any) -> str:

@@ -24,6 +24,8 @@ Scripting (each queues replies for the next requests, in order, before normal be
   retry_after=None)`: Meta-shaped error replies (`retry_after` sets a `Retry-After` header).
 - `fake.reply_next(count=1, *, status=200, body="<html>…", content_type="text/html")`: raw replies.
 - `fake.slow_next(count=1, *, seconds)`: answer normally, but only after `seconds`.
+- `fake.drop_next(count=1)`: read the request, then close the connection without answering (recorded with
+  status 0): Meta received the message but the answer never came back.
 - `fake.delay = seconds`: answer every request that late (0 by default).
 
 Thread-safe: requests are handled on their own threads; recording and scripting share one lock.
@@ -65,6 +67,7 @@ class _Reply:
 class _Script:
     reply: _Reply | None  # None: answer normally
     delay: float = 0.0
+    drop: bool = False
 
 
 def meta_error(
@@ -165,19 +168,26 @@ class FakeGraphApi:
         for _ in range(count):
             self._queue(_Script(None, delay=seconds))
 
+    def drop_next(self, count: int = 1) -> None:
+        for _ in range(count):
+            self._queue(_Script(None, drop=True))
+
     def _queue(self, script: _Script) -> None:
         with self._lock:
             self._scripts.append(script)
 
     # request handling (called on the server's threads)
 
-    def _handle(self, method: str, path: str, headers: dict[str, str], raw: bytes) -> tuple[_Reply, float]:
+    def _handle(self, method: str, path: str, headers: dict[str, str], raw: bytes) -> tuple[_Reply | None, float]:
         try:
             body = json.loads(raw) if raw else None
         except ValueError:
             body = None
         with self._lock:
             script = self._scripts.popleft() if self._scripts else _Script(None)
+            if script.drop:
+                self._requests.append(RecordedRequest(method, path, headers, body, 0))
+                return None, 0.0
             reply = script.reply or self._answer(method, path, headers, body)
             self._requests.append(RecordedRequest(method, path, headers, body, reply.status))
         return reply, self.delay + script.delay
@@ -207,7 +217,7 @@ class FakeGraphApi:
         problem = _payload_problem(body)
         if problem:
             return _json_reply(400, meta_error(100, f"(#100) {problem}"))
-        to = str(body["to"])
+        to = str(body.get("to") or body["recipient"])
         wamid = "wamid." + uuid.uuid4().hex.upper()
         return _json_reply(
             200,
@@ -224,7 +234,7 @@ def _payload_problem(body: Any) -> str | None:
         return "The request body must be a JSON object."
     if body.get("messaging_product") != "whatsapp":
         return "The parameter messaging_product is required."
-    if not body.get("to"):
+    if not body.get("to") and not body.get("recipient"):
         return "The parameter to is required."
     kind = body.get("type", "text")
     if kind == "text":
@@ -261,6 +271,9 @@ class _Handler(BaseHTTPRequestHandler):
         raw = self.rfile.read(length) if length else b""
         headers = {name.lower(): value for name, value in self.headers.items()}
         reply, delay = fake._handle(method, self.path, headers, raw)
+        if reply is None:  # drop_next: no answer at all
+            self.close_connection = True
+            return
         if delay and fake._stopping.wait(delay):
             self.close_connection = True
             return

@@ -9,7 +9,7 @@ from django.contrib.messages import get_messages
 from conversations.models import Conversation
 from sessions.models import Engine, RegistrySyncRun, WhatsAppNumber
 from tests.conversations.factories import ConversationFactory
-from tests.crm.factories import ClientFactory, ClientMembershipFactory, UserFactory
+from tests.crm.factories import ClientMembershipFactory, UserFactory
 from tests.queues.factories import QueueFactory, QueueMembershipFactory
 from tests.sessions.conftest import connection_entry, table_snapshot
 from tests.sessions.factories import WhatsAppNumberFactory
@@ -18,16 +18,6 @@ pytestmark = pytest.mark.django_db
 
 CHANGELIST = "/admin/wa_sessions/whatsappnumber/"
 SYNC_URL = "/admin/wa_sessions/whatsappnumber/sync-registry/"
-
-
-@pytest.fixture
-def ventas(db):
-    return ClientFactory(name="Ventas", slug="ventas")
-
-
-@pytest.fixture
-def marketing(db):
-    return ClientFactory(name="Marketing", slug="marketing")
 
 
 def staff_login(client, *clients, role: str | None = "Staff"):

@@ -1,0 +1,190 @@
+"""The real stack for benchmarks: daphne and Celery workers as subprocesses on the bench database and Redis, and an
+open-loop HTTP load generator for signed webhooks.
+
+    with Stack(web=True, workers=1, concurrency=2) as stack:
+        results = asyncio.run(post_at_rate(stack.url + "/webhooks/whatsapp/", bodies, rate=200))
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from _common import ROOT
+
+APP_SECRET = "bench-app-secret"
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def stack_env(**extra: str) -> dict[str, str]:
+    """The environment every bench process shares: bench database and Redis, production-like settings."""
+    env = {**os.environ}
+    env.update(
+        DJANGO_SETTINGS_MODULE="config.settings.local",
+        DEBUG="false",  # DEBUG keeps every SQL query in memory: not what production runs
+        LOG_LEVEL="WARNING",
+        WHATSAPP_APP_SECRET=APP_SECRET,
+        PYTHONUNBUFFERED="1",
+    )
+    env.update(extra)
+    return env
+
+
+def sign(raw: bytes) -> str:
+    return "sha256=" + hmac.new(APP_SECRET.encode(), raw, hashlib.sha256).hexdigest()
+
+
+def signed(body: dict) -> tuple[bytes, str]:
+    raw = json.dumps(body, separators=(",", ":")).encode()
+    return raw, sign(raw)
+
+
+class Stack:
+    """Start daphne (`web`) and `workers` Celery worker processes; stop them on exit."""
+
+    def __init__(self, *, web: bool = True, workers: int = 0, concurrency: int = 2) -> None:
+        self.web, self.workers, self.concurrency = web, workers, concurrency
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._procs: list[tuple[str, subprocess.Popen, Path]] = []
+        self._logdir = Path(tempfile.mkdtemp(prefix="bench-stack-"))
+
+    def _start(self, name: str, args: list[str]) -> None:
+        log = self._logdir / f"{name}.log"
+        proc = subprocess.Popen(
+            args,
+            cwd=ROOT,
+            env=stack_env(APP_COMPONENT=name, **({"DATABASE_POOL_SIZE": "10"} if name == "web" else {})),
+            stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self._procs.append((name, proc, log))
+
+    def __enter__(self) -> Stack:
+        if self.web:
+            self._start(
+                "web", [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(self.port), "config.asgi:application"]
+            )
+        for n in range(self.workers):
+            self._start(
+                f"worker{n}",
+                [
+                    str(BIN / "celery"),
+                    "-A",
+                    "config",
+                    "worker",
+                    "-Q",
+                    "default",
+                    "-n",
+                    f"bench{n}@%h",
+                    f"--concurrency={self.concurrency}",
+                    "--loglevel=WARNING",
+                    "--without-gossip",
+                    "--without-mingle",
+                ],
+            )
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def _wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        if self.web:
+            while True:
+                self._check_alive()
+                try:
+                    with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                        break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"daphne did not listen within {timeout:g}s; see {self._logdir}") from None
+                    time.sleep(0.1)
+        if self.workers:
+            from config.celery import app
+
+            while len(app.control.ping(timeout=0.5) or []) < self.workers:
+                self._check_alive()
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"Celery workers did not answer within {timeout:g}s; see {self._logdir}")
+
+    def _check_alive(self) -> None:
+        for name, proc, log in self._procs:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{name} exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+
+    def __exit__(self, *exc_info: object) -> None:
+        for _, proc, _ in self._procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for _, proc, _ in self._procs:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+@dataclass
+class PostResult:
+    sent_at: float  # perf_counter when the request was due
+    latency: float  # seconds from due time to the full response
+    status: int
+
+
+async def post_at_rate(
+    url: str, requests: list[tuple[bytes, str]], *, rate: float, connections: int = 64
+) -> list[PostResult]:
+    """POST each (body, signature) at `rate` per second on a fixed schedule (open loop: a slow answer does not
+    delay the next request, so queueing shows up in the latencies). Latency counts from the scheduled time."""
+    import httpx
+
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    results: list[PostResult] = []
+    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+
+        async def one(due: float, raw: bytes, signature: str) -> None:
+            headers = {"Content-Type": "application/json", "X-Hub-Signature-256": signature}
+            try:
+                response = await client.post(url, content=raw, headers=headers)
+                status = response.status_code
+            except httpx.HTTPError:
+                status = 0
+            results.append(PostResult(due, time.perf_counter() - due, status))
+
+        start = time.perf_counter() + 0.05
+        tasks = []
+        for index, (raw, signature) in enumerate(requests):
+            due = start + index / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(due, raw, signature)))
+        await asyncio.gather(*tasks)
+    return results
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]

@@ -1,0 +1,284 @@
+"""Sending: the one service every outbound message goes through (docs/outbound.md).
+
+Agent replies, AI replies, campaign messages and API sends all call `message_send`, which checks what can be
+checked before anything is written (number active, engine able to send, contact reachable and not opted out,
+the 24-hour customer-service window) and refuses with `OutboundRefused` (a code and a sentence) otherwise. It
+writes the message as `pending` and hands its id to a worker after commit.
+
+`message_deliver` (the worker's side) sends at most once: it moves the message `pending → sending` in its own
+transaction before calling the provider, so a second delivery of the same task finds it `sending` and does
+nothing. The provider's id is recorded after the call, under the same lock as early statuses. A crash between
+the call and the record leaves the message `sending`; the sweeper turns it `unknown` for a human to decide,
+never a blind re-send.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.db import transaction
+from django.utils import timezone
+
+from conversations.models import Conversation, Message
+from conversations.services.live import publish_message_created
+from conversations.services.statuses import lock_provider_id, message_status_move, message_unmatched_statuses_apply
+from sessions.engines import EngineUnavailable
+from sessions.engines.base import OutboundContent, OutboundTemplate, OutboundText, SendError
+from sessions.selectors import number_send_rules
+from sessions.services import number_send
+
+logger = logging.getLogger(__name__)
+
+MAX_TEXT_CHARS = 4096  # Meta's limit for a text message body
+UNKNOWN_REASON = (
+    "Interrupted while sending: the message may or may not have reached WhatsApp. Check with the customer "
+    "before sending it again."
+)
+
+
+class OutboundRefused(Exception):
+    """The message cannot be sent; nothing was written. `code` is stable for programs, `message` for people."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Template:
+    """An approved WhatsApp template: its name, language code and Meta's component objects (parameters)."""
+
+    name: str
+    language: str
+    components: list[dict[str, Any]] = field(default_factory=list)
+
+
+def message_send(
+    *,
+    conversation: Conversation,
+    text: str | None = None,
+    template: Template | None = None,
+    origin: str = Message.Origin.AGENT,
+    sent_by: AbstractBaseUser | None = None,
+    reply_to: Message | None = None,
+) -> Message:
+    """Queue `text` or `template` to the conversation's contact from the conversation's number.
+
+    Returns the stored message (status `pending`); its delivery happens on a worker after commit. Raises
+    `OutboundRefused` when it cannot be sent; then nothing is written."""
+    if (text is None) == (template is None):
+        raise OutboundRefused("invalid", "Send either a text or a template, not both or neither.")
+    with transaction.atomic():
+        conversation = (
+            Conversation.objects.select_for_update(of=("self",))
+            .select_related("number", "contact")
+            .get(pk=conversation.pk)
+        )
+        _check_sendable(conversation, text=text, template=template, origin=origin)
+        now = timezone.now()
+        quoted = reply_to if reply_to is not None and reply_to.conversation_id == conversation.pk else None
+        if template is not None:
+            kind, body = Message.Kind.TEMPLATE, _template_summary(template)
+            payload = {
+                "template": {
+                    "name": template.name,
+                    "language": {"code": template.language},
+                    "components": template.components,
+                }
+            }
+        else:
+            kind, body, payload = Message.Kind.TEXT, text.strip(), {"text": {"body": text.strip()}}
+        message = Message.objects.create(
+            conversation=conversation,
+            number=conversation.number,
+            direction=Message.Direction.OUTBOUND,
+            origin=origin,
+            kind=kind,
+            body=body,
+            status=Message.Status.PENDING,
+            status_at=now,
+            payload=payload,
+            quoted=quoted,
+            quoted_provider_message_id=(quoted.provider_message_id or "") if quoted else "",
+            sent_by=sent_by,
+        )
+        conversation.last_message_at = now
+        conversation.save(update_fields=["last_message_at", "updated_at"])
+        publish_message_created(message, conversation)
+        transaction.on_commit(lambda: _enqueue(message.pk))
+    return message
+
+
+def _check_sendable(conversation: Conversation, *, text: str | None, template: Template | None, origin: str) -> None:
+    number, contact = conversation.number, conversation.contact
+    if not number.is_active:
+        raise OutboundRefused("number_inactive", f"The number {number.alias} is inactive: activate it to send.")
+    try:
+        rules = number_send_rules(number=number)
+    except EngineUnavailable as exc:
+        raise OutboundRefused("engine_unavailable", f"{exc} (number {number.alias}).") from None
+    if not _recipient(conversation):
+        raise OutboundRefused("no_address", "The contact has no WhatsApp number or id to write to.")
+    if contact.opted_out_at is not None and (origin == Message.Origin.CAMPAIGN or template is not None):
+        raise OutboundRefused(
+            "opted_out",
+            f"The contact opted out on {contact.opted_out_at:%Y-%m-%d %H:%M} UTC: no campaign or template messages.",
+        )
+    if template is not None:
+        if not rules.supports_templates:
+            raise OutboundRefused("templates_unsupported", f"The number {number.alias} cannot send templates.")
+        if not template.name.strip() or not template.language.strip():
+            raise OutboundRefused("invalid", "A template needs its name and language code.")
+        if not isinstance(template.components, list) or not all(isinstance(c, dict) for c in template.components):
+            raise OutboundRefused("invalid", "A template's components must be a list of objects.")
+        return
+    if not text.strip():
+        raise OutboundRefused("empty", "The message is empty.")
+    if len(text.strip()) > MAX_TEXT_CHARS:
+        raise OutboundRefused("too_long", f"The message is {len(text.strip())} characters; at most {MAX_TEXT_CHARS}.")
+    if rules.reply_window is not None:
+        last = conversation.last_inbound_at
+        if last is None:
+            raise OutboundRefused(
+                "window_closed",
+                "The customer has not written on this number yet: only an approved template can start the "
+                "conversation.",
+            )
+        if last < timezone.now() - rules.reply_window:
+            hours = int(rules.reply_window / timedelta(hours=1))
+            raise OutboundRefused(
+                "window_closed",
+                f"More than {hours} hours since the customer last wrote (at {last:%Y-%m-%d %H:%M} UTC): only an "
+                "approved template can be sent.",
+            )
+
+
+def _recipient(conversation: Conversation) -> str:
+    contact = conversation.contact
+    if contact.wa_id:
+        return contact.wa_id
+    if contact.phone:
+        return contact.phone.lstrip("+")
+    return contact.bsuid
+
+
+def _template_summary(template: Template) -> str:
+    values = [
+        str(parameter.get("text") or parameter.get("payload") or "")
+        for component in template.components
+        for parameter in component.get("parameters", []) or []
+        if isinstance(parameter, dict)
+    ]
+    summary = f"Template {template.name} ({template.language})"
+    shown = [value for value in values if value]
+    return f"{summary}: {', '.join(shown)}" if shown else summary
+
+
+def _enqueue(message_id: int) -> None:
+    from conversations.tasks import message_deliver_task
+
+    try:
+        message_deliver_task.delay(message_id)
+    except Exception:  # the broker is down: the message is stored as pending and the sweeper queues it again
+        logger.warning("message %s stored but not queued; the outbound sweeper will pick it up", message_id)
+
+
+def _content(message: Message) -> OutboundContent:
+    to = _recipient(message.conversation)
+    payload = message.payload or {}
+    if message.kind == Message.Kind.TEMPLATE:
+        template = payload.get("template", {})
+        return OutboundTemplate(
+            to=to,
+            name=template.get("name", ""),
+            language=(template.get("language") or {}).get("code", ""),
+            components=template.get("components") or [],
+        )
+    return OutboundText(to=to, body=message.body, reply_to=message.quoted_provider_message_id or None)
+
+
+def message_deliver(*, message_id: int) -> str:
+    """Hand one pending outbound message to its number's engine, at most once.
+
+    Returns what happened: "accepted", "failed", "unknown" (the provider may or may not have sent it) or
+    "skipped" (not pending: already delivered, in flight, or gone)."""
+    with transaction.atomic():
+        message = (
+            Message.objects.select_for_update(of=("self",))
+            .select_related("conversation__contact", "number")
+            .filter(pk=message_id, direction=Message.Direction.OUTBOUND)
+            .first()
+        )
+        if message is None or message.status != Message.Status.PENDING:
+            return "skipped"
+        if not message.number.is_active:
+            message_status_move(
+                message,
+                status=Message.Status.FAILED,
+                at=timezone.now(),
+                error_code="number_inactive",
+                error_reason=f"The number {message.number.alias} was deactivated before the message was sent.",
+            )
+            return "failed"
+        message.status, message.status_at = Message.Status.SENDING, timezone.now()
+        message.save(update_fields=["status", "status_at", "updated_at"])
+
+    # The point of no return: from here on the message is never handed to a provider again.
+    try:
+        result = number_send(number=message.number, content=_content(message))
+    except (SendError, EngineUnavailable) as exc:
+        error = exc if isinstance(exc, SendError) else SendError("engine_unavailable", str(exc))
+        status = Message.Status.UNKNOWN if error.ambiguous else Message.Status.FAILED
+        with transaction.atomic():
+            message_status_move(
+                message, status=status, at=timezone.now(), error_code=error.code, error_reason=error.reason
+            )
+        logger.info("message %s %s: code %s", message.pk, status, error.code)
+        return str(status)
+
+    with transaction.atomic():
+        lock_provider_id(message.number_id, result.provider_message_id)
+        Message.objects.filter(pk=message.pk).update(provider_message_id=result.provider_message_id)
+        message.provider_message_id = result.provider_message_id
+        message_status_move(message, status=Message.Status.ACCEPTED, at=timezone.now())
+        message_unmatched_statuses_apply(message=message)
+    return "accepted"
+
+
+def outbound_messages_sweep() -> dict[str, int]:
+    """Beat's outbound housekeeping: queue again messages still `pending` after OUTBOUND_PENDING_REQUEUE_AFTER
+    seconds (their task was lost; they never reached a provider, so this is safe), and mark `unknown` those
+    `sending` for longer than OUTBOUND_SENDING_STALE_AFTER (a worker died mid-send: never re-sent blindly)."""
+    now = timezone.now()
+    pending = list(
+        Message.objects.filter(
+            direction=Message.Direction.OUTBOUND,
+            status=Message.Status.PENDING,
+            status_at__lt=now - timedelta(seconds=settings.OUTBOUND_PENDING_REQUEUE_AFTER),
+        )
+        .order_by("status_at")
+        .values_list("pk", flat=True)[:5000]
+    )
+    for message_id in pending:
+        _enqueue(message_id)
+
+    stale = Message.objects.filter(
+        direction=Message.Direction.OUTBOUND,
+        status=Message.Status.SENDING,
+        status_at__lt=now - timedelta(seconds=settings.OUTBOUND_SENDING_STALE_AFTER),
+    ).select_related("conversation")[:1000]
+    unknown = 0
+    for message in stale:
+        with transaction.atomic():
+            unknown += message_status_move(
+                message, status=Message.Status.UNKNOWN, at=now, error_code="interrupted", error_reason=UNKNOWN_REASON
+            )
+    if pending or unknown:
+        logger.warning("outbound sweep: %s pending message(s) queued again, %s marked unknown", len(pending), unknown)
+    return {"requeued": len(pending), "unknown": unknown}
