@@ -6,10 +6,13 @@ rolled back. Consumers forward events of the groups they joined.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
+import queue
+import threading
 from typing import Any, TypedDict
 
-from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
 
@@ -36,14 +39,90 @@ def client_group(client_id: int) -> str:
     return f"client.{client_id}"
 
 
+class _Publisher:
+    """Sends live events from one background thread with its own event loop, in the order they were published.
+
+    A publishing thread (a web request, a worker task) only enqueues: it never waits for Redis, and the channel
+    layer keeps one connection pool on one long-lived loop instead of a new loop per event. Events queued when a
+    process exits are lost, as any live event may be: pages catch up on reconnect."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pid: int | None = None
+        self._queue: queue.SimpleQueue[tuple[str, LiveEvent]] = queue.SimpleQueue()
+        self._idle = threading.Event()
+        self._idle.set()
+        self._pending = 0
+
+    def submit(self, group: str, event: LiveEvent) -> None:
+        self._ensure_thread()
+        with self._lock:
+            self._pending += 1
+            self._idle.clear()
+        self._queue.put((group, event))
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until every event submitted so far has been handed to the channel layer. True when it has."""
+        return self._idle.wait(timeout)
+
+    def _ensure_thread(self) -> None:
+        pid = os.getpid()
+        if self._pid == pid:
+            return
+        with self._lock:
+            if self._pid == pid:
+                return
+            # A forked child (Celery prefork) inherits the parent's state but not its thread: start afresh.
+            self._queue, self._pending = queue.SimpleQueue(), 0
+            self._idle.set()
+            threading.Thread(target=self._run, name="live-events", daemon=True).start()
+            self._pid = pid
+
+    def _run(self) -> None:
+        # A daemon thread with its own loop and a blocking get: nothing here is joined at interpreter exit
+        # (an executor thread would be, and would hang every process that ever published).
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        events = self._queue
+        while True:
+            batch = [events.get()]
+            while True:  # drain what else is queued in one loop entry
+                try:
+                    batch.append(events.get_nowait())
+                except queue.Empty:
+                    break
+            loop.run_until_complete(self._send_all(batch))
+
+    async def _send_all(self, batch: list[tuple[str, LiveEvent]]) -> None:
+        for group, event in batch:
+            await self._send(group, event)
+
+    async def _send(self, group: str, event: LiveEvent) -> None:
+        try:
+            layer = get_channel_layer()
+            if layer is not None:
+                await layer.group_send(group, {"type": "live.event", "event": event})
+        except Exception:  # a browser missing one event catches up on reconnect; the write already committed
+            logger.warning("live event %s to %s not delivered", event["type"], group, exc_info=True)
+        finally:
+            with self._lock:
+                self._pending -= 1
+                if self._pending <= 0:
+                    self._pending = 0
+                    self._idle.set()
+
+
+_publisher = _Publisher()
+
+
 def publish_now(group: str, event: LiveEvent) -> None:
-    layer = get_channel_layer()
-    if layer is None:
-        return
-    try:
-        async_to_sync(layer.group_send)(group, {"type": "live.event", "event": event})
-    except Exception:  # a browser missing one event catches up on reconnect; the write already committed
-        logger.warning("live event %s to %s not delivered", event["type"], group, exc_info=True)
+    """Hand `event` to the background publisher; returns at once."""
+    _publisher.submit(group, event)
+
+
+def publish_flush(timeout: float = 5.0) -> bool:
+    """Wait for queued live events to reach the channel layer (tests, and processes about to exit)."""
+    return _publisher.flush(timeout)
 
 
 def publish_on_commit(group: str, event: LiveEvent) -> None:

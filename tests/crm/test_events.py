@@ -1,0 +1,47 @@
+"""The background live-event publisher: in order, never blocking the publisher, never holding up an exit."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+
+from crm.events import publish_flush, publish_now
+from tests.conftest import ROOT, project_env
+
+
+def test_events_arrive_in_the_order_they_were_published():
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)("test.order", channel)
+
+    for n in range(20):
+        publish_now("test.order", {"type": "tick", "data": {"n": n}})
+    assert publish_flush(timeout=10)
+
+    async def receive_all():
+        return [(await asyncio.wait_for(layer.receive(channel), 5))["event"]["data"]["n"] for _ in range(20)]
+
+    assert async_to_sync(receive_all)() == list(range(20))
+
+
+@pytest.mark.django_db
+def test_a_process_that_published_exits_at_once():
+    code = (
+        "import django; django.setup()\n"
+        "from crm.events import publish_now, publish_flush\n"
+        "publish_now('test.exit', {'type': 'tick', 'data': {}})\n"
+        "assert publish_flush(timeout=10)\n"
+        "print('published')\n"
+    )
+
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=project_env(), capture_output=True, text=True, timeout=30
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "published"
