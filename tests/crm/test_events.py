@@ -5,20 +5,30 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
 from crm.events import publish_flush, publish_now
 from tests.conftest import ROOT, project_env
 
 
+def _in_own_loop(make_coroutine):
+    """Run a coroutine on a fresh loop in its own thread (a browser test may have left a loop in this one)."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(lambda: asyncio.run(make_coroutine())).result()
+
+
 def test_events_arrive_in_the_order_they_were_published():
     layer = get_channel_layer()
-    channel = async_to_sync(layer.new_channel)()
-    async_to_sync(layer.group_add)("test.order", channel)
 
+    async def join():
+        channel = await layer.new_channel()
+        await layer.group_add("test.order", channel)
+        return channel
+
+    channel = _in_own_loop(join)
     for n in range(20):
         publish_now("test.order", {"type": "tick", "data": {"n": n}})
     assert publish_flush(timeout=10)
@@ -26,7 +36,7 @@ def test_events_arrive_in_the_order_they_were_published():
     async def receive_all():
         return [(await asyncio.wait_for(layer.receive(channel), 5))["event"]["data"]["n"] for _ in range(20)]
 
-    assert async_to_sync(receive_all)() == list(range(20))
+    assert _in_own_loop(receive_all) == list(range(20))
 
 
 @pytest.mark.django_db
