@@ -20,6 +20,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from _common import ROOT
 
@@ -156,32 +157,95 @@ async def post_at_rate(
     url: str, requests: list[tuple[bytes, str]], *, rate: float, connections: int = 64
 ) -> list[PostResult]:
     """POST each (body, signature) at `rate` per second on a fixed schedule (open loop: a slow answer does not
-    delay the next request, so queueing shows up in the latencies). Latency counts from the scheduled time."""
-    import httpx
+    delay the next request, so queueing shows up in the latencies). Latency counts from the scheduled time.
 
-    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    A minimal HTTP/1.1 keep-alive client on asyncio streams: at 200 requests a second an httpx client spent more
+    CPU than the server it measured, on the same two cores."""
+    parts = urlsplit(url)
+    host, port, path = parts.hostname or "127.0.0.1", parts.port or 80, parts.path or "/"
+    idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+    opened = 0
+    available = asyncio.Condition()
     results: list[PostResult] = []
-    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
 
-        async def one(due: float, raw: bytes, signature: str) -> None:
-            headers = {"Content-Type": "application/json", "X-Hub-Signature-256": signature}
-            try:
-                response = await client.post(url, content=raw, headers=headers)
-                status = response.status_code
-            except httpx.HTTPError:
-                status = 0
-            results.append(PostResult(due, time.perf_counter() - due, status))
+    async def connection() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        nonlocal opened
+        async with available:
+            while not idle and opened >= connections:
+                await available.wait()
+            if idle:
+                return idle.pop()
+            opened += 1
+        return await asyncio.open_connection(host, port)
 
-        start = time.perf_counter() + 0.05
-        tasks = []
-        for index, (raw, signature) in enumerate(requests):
-            due = start + index / rate
-            delay = due - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(due, raw, signature)))
-        await asyncio.gather(*tasks)
+    async def release(conn: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None) -> None:
+        nonlocal opened
+        async with available:
+            if conn is None:
+                opened -= 1
+            else:
+                idle.append(conn)
+            available.notify()
+
+    async def one(due: float, raw: bytes, signature: str) -> None:
+        conn = None
+        try:
+            conn = await connection()
+            reader, writer = conn
+            writer.write(
+                f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+                f"X-Hub-Signature-256: {signature}\r\nContent-Length: {len(raw)}\r\n\r\n".encode()
+                + raw
+            )
+            await writer.drain()
+            status = await _read_response(reader)
+        except (OSError, ValueError, asyncio.IncompleteReadError):
+            status = 0
+            if conn is not None:
+                conn[1].close()
+            conn = None
+        results.append(PostResult(due, time.perf_counter() - due, status))
+        await release(conn)
+
+    start = time.perf_counter() + 0.05
+    tasks = []
+    for index, (raw, signature) in enumerate(requests):
+        due = start + index / rate
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(due, raw, signature)))
+    await asyncio.gather(*tasks)
+    for _, writer in idle:
+        writer.close()
     return results
+
+
+async def _read_response(reader: asyncio.StreamReader) -> int:
+    """Read one HTTP/1.1 response (Content-Length or chunked body); its status code."""
+    status_line = await reader.readline()
+    if not status_line:
+        raise ValueError("connection closed")
+    status = int(status_line.split()[1])
+    length, chunked = 0, False
+    while True:
+        line = await reader.readline()
+        if line in (b"\r\n", b""):
+            break
+        name, _, value = line.partition(b":")
+        name = name.strip().lower()
+        if name == b"content-length":
+            length = int(value)
+        elif name == b"transfer-encoding" and b"chunked" in value.lower():
+            chunked = True
+    if not chunked:
+        await reader.readexactly(length)
+        return status
+    while True:
+        size = int((await reader.readline()).split(b";")[0], 16)
+        await reader.readexactly(size + 2)
+        if size == 0:
+            return status
 
 
 def percentile(values: list[float], q: float) -> float:

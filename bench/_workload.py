@@ -124,6 +124,8 @@ def prepare(items: int) -> Expected:
             ],
             batch_size=2000,
         )
+    with connection.cursor() as cursor:  # fresh statistics, as autovacuum keeps them on a live database
+        cursor.execute("ANALYZE conversations_message, conversations_conversation, conversations_contact")
     return Expected(inbound_messages=messages, outbound_messages=outbound_messages)
 
 

@@ -1,5 +1,8 @@
 """ASGI entry point served by daphne: Django over HTTP, Channels consumers over WebSocket.
 
+Webhook deliveries (POST /webhooks/whatsapp/) take a lean path around Django's middleware
+(conversations/webhook_asgi.py); every other HTTP request is Django's.
+
 WebSockets are accepted only from allowed origins (ALLOWED_HOSTS) and carry the Django session user.
 """
 
@@ -19,10 +22,11 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from config.routing import websocket_urlpatterns  # noqa: E402
+from conversations.webhook_asgi import WebhookApp  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": WebhookApp(django_asgi_app),
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

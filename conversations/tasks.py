@@ -9,7 +9,7 @@ from conversations.services import (
     message_deliver,
     outbound_messages_sweep,
     unmatched_statuses_sweep,
-    webhook_event_process,
+    webhook_events_process,
     webhook_events_requeue,
 )
 
@@ -26,11 +26,14 @@ RETRY_WHILE_DATABASE_AWAY = {
 
 
 @shared_task(**RETRY_WHILE_DATABASE_AWAY)
-def webhook_event_process_task(event_id: int) -> str | None:
-    """Process one stored webhook event. The database being away retries it; everything else is recorded on
-    the event (failed, with its error) by the service."""
-    event = webhook_event_process(event_id=event_id)
-    return event.status if event is not None else None
+def webhook_events_process_task(event_ids: list[int]) -> dict[str, int]:
+    """Process stored webhook events together; one task per batch the web process collected. A retry skips the
+    events already processed; everything else is recorded on the events (failed, with the error) by the
+    service."""
+    outcomes: dict[str, int] = {}
+    for event in webhook_events_process(event_ids=event_ids):
+        outcomes[event.status] = outcomes.get(event.status, 0) + 1
+    return outcomes
 
 
 @shared_task(queue="default")

@@ -11,10 +11,13 @@ import hashlib
 import hmac
 import json
 import logging
+import threading
+import time
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import DatabaseError
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
@@ -28,11 +31,52 @@ logger = logging.getLogger(__name__)
 SIGNATURE_HEADER = "X-Hub-Signature-256"
 
 
-def _error(status: int, message: str) -> JsonResponse:
-    return JsonResponse({"error": {"code": status, "message": message}}, status=status)
+@dataclass(frozen=True)
+class WebhookReply:
+    """What to answer a webhook POST: the same for the Django view and the lean ASGI path (webhook_asgi.py)."""
+
+    status: int
+    body: bytes
+    content_type: str = "application/json"
+    event_id: int | None = None
 
 
-def _signing_secret(phone_number_ids: list[str]) -> tuple[str, int | None]:
+def _error(status: int, message: str) -> WebhookReply:
+    return WebhookReply(status, json.dumps({"error": {"code": status, "message": message}}).encode())
+
+
+class _SecretCache:
+    """Signing secrets by phone_number_id, kept WEBHOOK_SECRET_CACHE_SECONDS so a delivery costs no query.
+
+    A signature that does not match a cached secret is checked once more against the database, so a secret
+    changed in admin takes effect on the next delivery, not after the cache expires."""
+
+    def __init__(self, max_entries: int = 10_000) -> None:
+        self._entries: dict[tuple[str, ...], tuple[float, str, int | None]] = {}
+        self._lock = threading.Lock()
+        self._max = max_entries
+
+    def get(self, key: tuple[str, ...]) -> tuple[str, int | None] | None:
+        entry = self._entries.get(key)
+        if entry is None or entry[0] < time.monotonic():
+            return None
+        return entry[1], entry[2]
+
+    def put(self, key: tuple[str, ...], secret: str, client_id: int | None) -> None:
+        with self._lock:
+            if len(self._entries) >= self._max:
+                self._entries.clear()  # bodies naming random ids cannot grow it without bound
+            self._entries[key] = (time.monotonic() + settings.WEBHOOK_SECRET_CACHE_SECONDS, secret, client_id)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+_secrets = _SecretCache()
+
+
+def _signing_secret_from_db(phone_number_ids: list[str]) -> tuple[str, int | None]:
     """The app secret for this body (its number's client's own Meta app, else WHATSAPP_APP_SECRET) and that
     client's id."""
     if phone_number_ids:
@@ -48,6 +92,16 @@ def _signing_secret(phone_number_ids: list[str]) -> tuple[str, int | None]:
                 return own.reveal(), number.client_id
             return settings.WHATSAPP_APP_SECRET, number.client_id
     return settings.WHATSAPP_APP_SECRET, None
+
+
+def _signing_secret(phone_number_ids: list[str], *, fresh: bool = False) -> tuple[str, int | None]:
+    key = tuple(phone_number_ids)
+    cached = None if fresh else _secrets.get(key)
+    if cached is not None:
+        return cached
+    secret, client_id = _signing_secret_from_db(phone_number_ids)
+    _secrets.put(key, secret, client_id)
+    return secret, client_id
 
 
 def _signature_ok(raw: bytes, header: str, secret: str) -> bool:
@@ -77,26 +131,25 @@ def _handshake(request: HttpRequest) -> HttpResponse:
     return HttpResponse(challenge, content_type="text/plain")
 
 
-@csrf_exempt
-@require_http_methods(["GET", "POST"])
-def whatsapp_webhook(request: HttpRequest) -> HttpResponse:
-    if request.method == "GET":
-        return _handshake(request)
-    raw = request.body
+def webhook_post(raw: bytes, signature: str, *, enqueue: bool = True) -> WebhookReply:
+    """Check and store one webhook delivery. 200 only once the event is committed; nothing stored otherwise.
+
+    `enqueue=False` leaves handing the stored event to a worker to the caller (the ASGI path batches it)."""
     try:
         body = json.loads(raw)
     except (ValueError, RecursionError):
         body = None
     phone_number_ids = phone_number_ids_of(body)
+    if not signature:
+        return _error(403, f"missing {SIGNATURE_HEADER} header")
     try:
         secret, client_id = _signing_secret(phone_number_ids)
+        if not _signature_ok(raw, signature, secret):
+            secret, client_id = _signing_secret(phone_number_ids, fresh=True)  # changed since it was cached?
     except DatabaseError:
         logger.exception("webhook: database unavailable")
         return _error(503, "temporarily unable to store the webhook; retry later")
-    header = request.headers.get(SIGNATURE_HEADER, "")
-    if not header:
-        return _error(403, f"missing {SIGNATURE_HEADER} header")
-    if not _signature_ok(raw, header, secret):
+    if not _signature_ok(raw, signature, secret):
         logger.warning("webhook refused: bad signature (phone_number_id %s)", ",".join(phone_number_ids) or "-")
         return _error(403, f"{SIGNATURE_HEADER} does not match the body")
     if body is None:
@@ -105,10 +158,34 @@ def whatsapp_webhook(request: HttpRequest) -> HttpResponse:
         check_envelope(body)  # items inside are judged (and reported) by the worker
     except WebhookShapeError as exc:
         return _error(400, f"not a WhatsApp webhook: {exc}")
+    if b"\\u0000" in raw:
+        body = _without_nul(body)  # PostgreSQL's jsonb cannot hold U+0000; the signature was over the raw body
     try:
-        event = webhook_event_store(body=body, phone_number_ids=phone_number_ids, client_id=client_id)
+        event = webhook_event_store(body=body, phone_number_ids=phone_number_ids, client_id=client_id, enqueue=enqueue)
     except DatabaseError:
         logger.exception("webhook: could not store the event")
         return _error(503, "temporarily unable to store the webhook; retry later")
     logger.info("webhook event %s stored (phone_number_id %s)", event.pk, ",".join(phone_number_ids) or "-")
-    return HttpResponse("EVENT_RECEIVED", content_type="text/plain")
+    return WebhookReply(200, b"EVENT_RECEIVED", "text/plain", event.pk)
+
+
+def _without_nul(value):
+    """`value` with U+0000 in its strings replaced by U+FFFD, the character for "unrepresentable"."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, list):
+        return [_without_nul(item) for item in value]
+    if isinstance(value, dict):
+        return {_without_nul(key): _without_nul(item) for key, item in value.items()}
+    return value
+
+
+@csrf_exempt
+@require_http_methods(["GET", "POST"])
+def whatsapp_webhook(request: HttpRequest) -> HttpResponse:
+    """Behind Django's middleware. In production daphne serves POSTs from webhook_asgi.py's lean path instead;
+    both answer through webhook_post."""
+    if request.method == "GET":
+        return _handshake(request)
+    reply = webhook_post(request.body, request.headers.get(SIGNATURE_HEADER, ""))
+    return HttpResponse(reply.body, status=reply.status, content_type=reply.content_type)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from crm.events import user_group
+from crm.events import live_events_of, user_group
 
 CLOSE_UNAUTHENTICATED = 4401
 
@@ -29,3 +29,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
 
     async def live_event(self, message: dict) -> None:
         await self.send_json(message["event"])
+
+    async def live_events(self, message: dict) -> None:
+        for event in live_events_of(message):
+            await self.send_json(event)

@@ -39,11 +39,16 @@ def client_group(client_id: int) -> str:
     return f"client.{client_id}"
 
 
+MAX_EVENTS_PER_MESSAGE = 100
+
+
 class _Publisher:
     """Sends live events from one background thread with its own event loop, in the order they were published.
 
     A publishing thread (a web request, a worker task) only enqueues: it never waits for Redis, and the channel
-    layer keeps one connection pool on one long-lived loop instead of a new loop per event. Events queued when a
+    layer keeps one connection pool on one long-lived loop instead of a new loop per event. What was queued
+    together goes out as one message per group (`live.events`), so a busy worker sends a few Redis commands
+    per batch instead of one per event per group. Events queued when a
     process exits are lost, as any live event may be: pages catch up on reconnect."""
 
     def __init__(self) -> None:
@@ -94,22 +99,36 @@ class _Publisher:
             loop.run_until_complete(self._send_all(batch))
 
     async def _send_all(self, batch: list[tuple[str, LiveEvent]]) -> None:
+        """One channel-layer message per group for what was queued together, each group's events in order."""
+        by_group: dict[str, list[LiveEvent]] = {}
         for group, event in batch:
-            await self._send(group, event)
+            by_group.setdefault(group, []).append(event)
+        for group, events in by_group.items():
+            for start in range(0, len(events), MAX_EVENTS_PER_MESSAGE):
+                await self._send(group, events[start : start + MAX_EVENTS_PER_MESSAGE])
 
-    async def _send(self, group: str, event: LiveEvent) -> None:
+    async def _send(self, group: str, events: list[LiveEvent]) -> None:
         try:
             layer = get_channel_layer()
             if layer is not None:
-                await layer.group_send(group, {"type": "live.event", "event": event})
-        except Exception:  # a browser missing one event catches up on reconnect; the write already committed
-            logger.warning("live event %s to %s not delivered", event["type"], group, exc_info=True)
+                if len(events) == 1:
+                    await layer.group_send(group, {"type": "live.event", "event": events[0]})
+                else:
+                    await layer.group_send(group, {"type": "live.events", "events": events})
+        except Exception:  # a browser missing an event catches up on reconnect; the write already committed
+            logger.warning("%s live event(s) to %s not delivered", len(events), group, exc_info=True)
         finally:
             with self._lock:
-                self._pending -= 1
+                self._pending -= len(events)
                 if self._pending <= 0:
                     self._pending = 0
                     self._idle.set()
+
+
+def live_events_of(message: dict) -> list[LiveEvent]:
+    """The events a channel-layer message carries: one (`live.event`) or several queued together
+    (`live.events`)."""
+    return list(message["events"]) if message.get("type") == "live.events" else [message["event"]]
 
 
 _publisher = _Publisher()

@@ -38,6 +38,16 @@ def _clean_redis():
     client.flushdb()
 
 
+@pytest.fixture(autouse=True)
+def _forget_webhook_secrets():
+    """The web process caches signing secrets; each test starts without what an earlier test cached."""
+    from conversations.webhooks import _secrets
+
+    _secrets.clear()
+    yield
+    _secrets.clear()
+
+
 @pytest.fixture
 def ventas(db):
     """A second client, for tests about what staff of one client may see."""

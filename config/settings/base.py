@@ -157,6 +157,13 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 4 * 1024 * 1024
 CONVERSATION_REOPEN_WINDOW = env.int("CONVERSATION_REOPEN_WINDOW", default=24 * 3600)
 # Webhook events still pending after this many seconds are handed to a worker again (lost enqueue, dead worker).
 WEBHOOK_REQUEUE_AFTER = env.int("WEBHOOK_REQUEUE_AFTER", default=120)
+# How long the web process reuses a number's signing secret without a query. A signature that fails is always
+# re-checked against the database; a secret that was replaced still verifies for at most this long.
+WEBHOOK_SECRET_CACHE_SECONDS = env.float("WEBHOOK_SECRET_CACHE_SECONDS", default=60)
+# Threads of a web process that check and store webhook deliveries at once (each holds a database connection
+# from the pool while it stores), and how many stored events go to a worker in one task.
+WEBHOOK_THREADS = env.int("WEBHOOK_THREADS", default=4)
+WEBHOOK_ENQUEUE_BATCH = env.int("WEBHOOK_ENQUEUE_BATCH", default=20)
 # Outbound: a message still pending after this many seconds is queued again (its task was lost); one still
 # "sending" after this many is marked unknown (a worker died mid-send; never re-sent blindly). Keep the latter
 # above the longest send: WHATSAPP_SEND_TIMEOUT x (WHATSAPP_SEND_RETRIES + 1) plus backoff and Retry-After waits.

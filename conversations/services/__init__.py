@@ -13,6 +13,8 @@ from conversations.services.statuses import message_status_apply, unmatched_stat
 from conversations.services.webhook_events import (
     webhook_event_process,
     webhook_event_store,
+    webhook_events_enqueue,
+    webhook_events_process,
     webhook_events_requeue,
 )
 
@@ -29,5 +31,7 @@ __all__ = [
     "unmatched_statuses_sweep",
     "webhook_event_process",
     "webhook_event_store",
+    "webhook_events_enqueue",
+    "webhook_events_process",
     "webhook_events_requeue",
 ]

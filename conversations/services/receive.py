@@ -14,6 +14,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from conversations.identity import PhoneIdentity, PhoneIdentityError, phone_identity
@@ -47,23 +48,52 @@ def _identity(sender: InboundSender) -> PhoneIdentity | None:
         return None
 
 
-def _lock_sender(client_id: int, key: str) -> None:
+def _lock_senders(client_id: int, keys: list[str]) -> None:
+    """Take the advisory locks of these senders, in sorted order so two batches sharing senders never deadlock."""
+    names = sorted({f"sender:{client_id}:{key}" for key in keys})
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"sender:{client_id}:{key}"])
+        cursor.execute(
+            # Volatile functions run after the sort (PostgreSQL >= 9.6): the locks are taken in array order.
+            "SELECT pg_advisory_xact_lock(hashtextextended(name, 0)) "
+            "FROM unnest(%s::text[]) WITH ORDINALITY AS t(name, n) ORDER BY n",
+            [names],
+        )
 
 
-def contact_identify(*, client: Client, sender: InboundSender, identity: PhoneIdentity | None = None) -> Contact:
-    """The client's contact for this sender, created on first contact; fills in what was missing.
+class _ContactBook:
+    """The client's contacts for a batch of senders, read in one query and kept as they are created."""
 
-    Matches the phone's identity key first (national variants are one person), then the business-scoped id."""
-    identity = identity if identity is not None else _identity(sender)
-    if identity is None and not sender.bsuid:
-        raise InboundRejected("the sender has neither a usable phone number nor a business-scoped user id")
-    contact = None
-    if identity is not None:
-        contact = Contact.objects.filter(client=client, identity_key=identity.key).first()
-    if contact is None and sender.bsuid:
-        contact = Contact.objects.filter(client=client, bsuid=sender.bsuid).first()
+    def __init__(self, client: Client, identities: list[PhoneIdentity], bsuids: list[str]) -> None:
+        self.client = client
+        self.by_key: dict[str, Contact] = {}
+        self.by_bsuid: dict[str, Contact] = {}
+        keys = sorted({i.key for i in identities})
+        wanted_bsuids = sorted({b for b in bsuids if b})
+        if keys or wanted_bsuids:
+            condition = Q(identity_key__in=keys)
+            if wanted_bsuids:
+                condition |= Q(bsuid__in=wanted_bsuids)
+            for contact in Contact.objects.filter(condition, client=client).order_by():
+                self._remember(contact)
+
+    def _remember(self, contact: Contact) -> None:
+        if contact.identity_key:
+            self.by_key.setdefault(contact.identity_key, contact)
+        if contact.bsuid:
+            self.by_bsuid.setdefault(contact.bsuid, contact)
+
+    def identify(self, sender: InboundSender, identity: PhoneIdentity | None) -> Contact:
+        contact = self.by_key.get(identity.key) if identity is not None else None
+        if contact is None and sender.bsuid:
+            contact = self.by_bsuid.get(sender.bsuid)
+        contact = _contact_create_or_update(client=self.client, contact=contact, sender=sender, identity=identity)
+        self._remember(contact)
+        return contact
+
+
+def _contact_create_or_update(
+    *, client: Client, contact: Contact | None, sender: InboundSender, identity: PhoneIdentity | None
+) -> Contact:
     if contact is None:
         contact = Contact(client=client, name=sender.name[:200], username=(sender.username or "")[:100])
         contact.bsuid = (sender.bsuid or "")[:160]
@@ -94,18 +124,23 @@ def contact_identify(*, client: Client, sender: InboundSender, identity: PhoneId
     return contact
 
 
-def _conversation_for(*, number: WhatsAppNumber, contact: Contact, at) -> tuple[Conversation, str, int | None]:
-    """The open conversation of (number, contact), a recently resolved one reopened, or a new one.
+def contact_identify(*, client: Client, sender: InboundSender, identity: PhoneIdentity | None = None) -> Contact:
+    """The client's contact for this sender, created on first contact; fills in what was missing.
+
+    Matches the phone's identity key first (national variants are one person), then the business-scoped id."""
+    identity = identity if identity is not None else _identity(sender)
+    if identity is None and not sender.bsuid:
+        raise InboundRejected("the sender has neither a usable phone number nor a business-scoped user id")
+    book = _ContactBook(client, [identity] if identity is not None else [], [sender.bsuid or ""])
+    return book.identify(sender, identity)
+
+
+def _conversation_reopen_or_open(
+    *, number: WhatsAppNumber, contact: Contact, at
+) -> tuple[Conversation, str, int | None]:
+    """For a contact without an open conversation on the number: a recently resolved one reopened, or a new one.
 
     Also returns who had a reopened conversation, so they can get it back."""
-    conversation = (
-        Conversation.objects.select_for_update()
-        .filter(number=number, contact=contact)
-        .exclude(status=Conversation.Status.RESOLVED)
-        .first()
-    )
-    if conversation is not None:
-        return conversation, "existing", None
     window = timedelta(seconds=settings.CONVERSATION_REOPEN_WINDOW)
     last = (
         Conversation.objects.select_for_update()
@@ -133,34 +168,145 @@ def _conversation_for(*, number: WhatsAppNumber, contact: Contact, at) -> tuple[
     return conversation, "created", None
 
 
-@transaction.atomic
 def inbound_message_receive(*, number: WhatsAppNumber, message: InboundMessage) -> ReceiveResult:
     """Store one inbound message exactly once and route its conversation. Safe to call again with the same one."""
-    identity = _identity(message.sender)
-    lock_key = identity.key if identity is not None else (message.sender.bsuid or "")
-    if not lock_key:
-        raise InboundRejected("the sender has neither a usable phone number nor a business-scoped user id")
-    _lock_sender(number.client_id, lock_key)
+    (result,) = inbound_messages_receive(number=number, messages=[message])
+    if isinstance(result, Exception):
+        raise result
+    return result
 
-    existing = (
-        Message.objects.filter(number=number, provider_message_id=message.provider_message_id)
+
+@dataclass
+class _Touched:
+    """A conversation the batch wrote to, and what to do with it before the commit."""
+
+    conversation: Conversation
+    action: str
+    previous_agent: int | None
+    fields: set[str]
+
+
+@transaction.atomic
+def inbound_messages_receive(
+    *, number: WhatsAppNumber, messages: list[InboundMessage]
+) -> list[ReceiveResult | InboundRejected]:
+    """Store inbound messages of one number exactly once each and route their conversations, in one transaction.
+
+    The result has one entry per message, in order: what was stored (or found already stored), or why the
+    message was rejected. The senders' locks are taken first, in sorted order; then a handful of queries serve
+    the whole batch (duplicates, contacts, open conversations, quoted messages, one insert). Any other error
+    rolls the whole batch back; callers that must isolate a poison message retry one by one."""
+    results: list[ReceiveResult | InboundRejected | None] = [None] * len(messages)
+    identities: list[PhoneIdentity | None] = []
+    accepted: list[int] = []
+    for index, message in enumerate(messages):
+        identity = _identity(message.sender)
+        identities.append(identity)
+        if identity is None and not message.sender.bsuid:
+            results[index] = InboundRejected(
+                "the sender has neither a usable phone number nor a business-scoped user id"
+            )
+        else:
+            accepted.append(index)
+    if not accepted:
+        return results  # type: ignore[return-value]
+    _lock_senders(
+        number.client_id,
+        [identities[i].key if identities[i] is not None else messages[i].sender.bsuid or "" for i in accepted],
+    )
+
+    stored_by_wamid: dict[str, Message] = {
+        m.provider_message_id: m
+        for m in Message.objects.filter(
+            number=number, provider_message_id__in={messages[i].provider_message_id for i in accepted}
+        )
         .select_related("conversation")
-        .first()
+        .order_by()
+    }
+    fresh = [i for i in accepted if messages[i].provider_message_id not in stored_by_wamid]
+    book = _ContactBook(
+        number.client,
+        [identities[i] for i in fresh if identities[i] is not None],
+        [messages[i].sender.bsuid or "" for i in fresh],
     )
-    if existing is not None:
-        return ReceiveResult(existing, False, "existing")
+    contacts: dict[int, Contact] = {}
+    for i in fresh:
+        contacts[i] = book.identify(messages[i].sender, identities[i])
+    open_conversations = {
+        c.contact_id: c
+        for c in Conversation.objects.select_for_update()
+        .filter(number=number, contact_id__in={c.pk for c in contacts.values()})
+        .exclude(status=Conversation.Status.RESOLVED)
+        .order_by()
+    }
+    quoted_wamids = {messages[i].quoted_provider_id for i in fresh if messages[i].quoted_provider_id}
+    quoted_pks = (
+        dict(
+            Message.objects.filter(number=number, provider_message_id__in=quoted_wamids)
+            .order_by()
+            .values_list("provider_message_id", "pk")
+        )
+        if quoted_wamids
+        else {}
+    )
 
-    contact = contact_identify(client=number.client, sender=message.sender, identity=identity)
-    at = min(message.timestamp, timezone.now())
-    conversation, action, previous_agent = _conversation_for(number=number, contact=contact, at=at)
-    quoted_id = message.quoted_provider_id or ""
-    quoted = (
-        Message.objects.filter(number=number, provider_message_id=quoted_id).values_list("pk", flat=True).first()
-        if quoted_id
-        else None
-    )
+    touched: dict[int, _Touched] = {}
+    rows: list[tuple[int, Message]] = []
+    now = timezone.now()
+    for i in fresh:
+        message = messages[i]
+        if message.provider_message_id in stored_by_wamid:  # the same message twice in this batch
+            continue
+        contact = contacts[i]
+        entry = touched.get(contact.pk)
+        if entry is None:
+            conversation = open_conversations.get(contact.pk)
+            if conversation is not None:
+                entry = _Touched(conversation, "existing", None, set())
+            else:
+                at = min(message.timestamp, now)
+                entry = _Touched(*_conversation_reopen_or_open(number=number, contact=contact, at=at), set())
+            touched[contact.pk] = entry
+        stored = _message_row(number, entry.conversation, message, quoted_pks)
+        stored_by_wamid[message.provider_message_id] = stored
+        rows.append((i, stored))
+        _conversation_note_message(entry, message, number)
+
+    Message.objects.bulk_create([row for _, row in rows])
+    in_batch_quotes = [
+        row for _, row in rows if row.quoted_id is None and stored_by_wamid.get(row.quoted_provider_message_id)
+    ]
+    for row in in_batch_quotes:  # a reply to a message that arrived in the same batch
+        row.quoted_id = stored_by_wamid[row.quoted_provider_message_id].pk
+    if in_batch_quotes:
+        Message.objects.bulk_update(in_batch_quotes, ["quoted"])
+    for entry in touched.values():
+        if entry.fields:
+            entry.conversation.save(update_fields=[*sorted(entry.fields), "updated_at"])
+    for entry in touched.values():
+        conversation = entry.conversation
+        if conversation.status == Conversation.Status.PENDING and conversation.queue_id:
+            conversation_assign_by_policy(conversation=conversation, preferred_user_id=entry.previous_agent)
+
+    created_at = {i: row for i, row in rows}
+    for i in accepted:
+        message = messages[i]
+        row = created_at.get(i)
+        if row is not None:
+            entry = touched[row.conversation.contact_id]
+            publish_message_created(row, entry.conversation, entry.action)
+            results[i] = ReceiveResult(row, True, entry.action)
+        else:
+            results[i] = ReceiveResult(stored_by_wamid[message.provider_message_id], False, "existing")
+    return results  # type: ignore[return-value]
+
+
+def _message_row(
+    number: WhatsAppNumber, conversation: Conversation, message: InboundMessage, quoted_pks: dict[str, int]
+) -> Message:
     media = message.media
-    stored = Message.objects.create(
+    quoted_id = message.quoted_provider_id or ""
+    return Message(
         conversation=conversation,
         number=number,
         direction=Message.Direction.INBOUND,
@@ -174,28 +320,25 @@ def inbound_message_receive(*, number: WhatsAppNumber, message: InboundMessage) 
         media_id=media.media_id[:128] if media else "",
         media_mime_type=media.mime_type[:100] if media else "",
         media_filename=media.filename[:255] if media else "",
-        quoted_id=quoted,
+        quoted_id=quoted_pks.get(quoted_id) if quoted_id else None,
         quoted_provider_message_id=quoted_id[:128],
         error_code=message.error_code[:32],
         error_reason=message.error_reason[:500],
     )
 
-    fields = ["updated_at"]
+
+def _conversation_note_message(entry: _Touched, message: InboundMessage, number: WhatsAppNumber) -> None:
+    """What a customer's message changes on its conversation (saved once per conversation per batch)."""
+    conversation = entry.conversation
     if conversation.last_message_at is None or message.timestamp > conversation.last_message_at:
         conversation.last_message_at = message.timestamp
-        fields.append("last_message_at")
+        entry.fields.add("last_message_at")
     if conversation.last_inbound_at is None or message.timestamp > conversation.last_inbound_at:
         conversation.last_inbound_at = message.timestamp  # opens (or extends) the 24-hour window
-        fields.append("last_inbound_at")
+        entry.fields.add("last_inbound_at")
     if conversation.snoozed_until is not None:
         conversation.snoozed_until = None  # the customer wrote: back in the inbox
-        fields.append("snoozed_until")
+        entry.fields.add("snoozed_until")
     if conversation.status == Conversation.Status.PENDING and conversation.queue_id is None and number.queue_id:
         conversation.queue_id = number.queue_id
-        fields.append("queue")
-    conversation.save(update_fields=fields)
-    if conversation.status == Conversation.Status.PENDING and conversation.queue_id:
-        conversation_assign_by_policy(conversation=conversation, preferred_user_id=previous_agent)
-
-    publish_message_created(stored, conversation, action)
-    return ReceiveResult(stored, True, action)
+        entry.fields.add("queue")

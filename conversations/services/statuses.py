@@ -134,7 +134,9 @@ def message_statuses_apply(*, number: WhatsAppNumber, updates: list[StatusUpdate
     with transaction.atomic():
         found = {
             row["provider_message_id"]: row
-            for row in Message.objects.filter(number=number, provider_message_id__in=list(furthest)).values(
+            for row in Message.objects.filter(number=number, provider_message_id__in=list(furthest))
+            .order_by()
+            .values(
                 "pk",
                 "provider_message_id",
                 "direction",

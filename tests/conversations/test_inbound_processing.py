@@ -12,7 +12,7 @@ from django.db import connection
 
 from conversations.models import Contact, Conversation, Message, UnmatchedStatus, WebhookEvent
 from conversations.services import unmatched_statuses_sweep, webhook_event_process
-from crm.events import queue_group
+from crm.events import live_events_of, queue_group
 from queues.models import AgentAvailability
 from queues.services import agent_availability_set
 from tests.conversations import meta_payloads as meta
@@ -24,16 +24,6 @@ from tests.sessions.factories import WhatsAppNumberFactory
 pytestmark = pytest.mark.django_db
 PNID = meta.PHONE_NUMBER_ID
 ANA = meta.CUSTOMER_WA_ID
-
-
-@pytest.fixture
-def queue(default_client):
-    return QueueFactory(client=default_client, name="Ventas")
-
-
-@pytest.fixture
-def number(default_client, queue):
-    return WhatsAppNumberFactory(client=default_client, phone_number_id=PNID, queue=queue)
 
 
 def agent(queue, name: str, *, online: bool = True, capacity: int = 5):
@@ -266,7 +256,7 @@ def test_the_message_event_reaches_the_queue_group_after_commit(number, queue, d
     with django_capture_on_commit_callbacks(execute=True):
         process(meta.text_message("wamid.e1", ANA, "Hola en vivo"))
 
-    event = async_to_sync(layer.receive)(channel)["event"]
+    (event,) = live_events_of(async_to_sync(layer.receive)(channel))
     assert event["type"] == "message.created"
     assert event["data"]["preview"] == "Hola en vivo" and event["data"]["queue"] == queue.pk
 

@@ -25,7 +25,7 @@ from conversations.services import (
     message_status_apply,
     outbound_messages_sweep,
 )
-from crm.events import client_group, queue_group
+from crm.events import client_group, live_events_of, queue_group
 from tests.conversations.factories import ContactFactory, ConversationFactory, MessageFactory
 from tests.crm.factories import UserFactory
 from tests.queues.factories import QueueFactory
@@ -81,7 +81,10 @@ def receive_events(layer, channel: str, count: int) -> list[dict]:
     """`count` live events from one channel, received in one event loop (channels_redis buffers per loop)."""
 
     async def receive() -> list[dict]:
-        return [(await asyncio.wait_for(layer.receive(channel), 5))["event"] for _ in range(count)]
+        events: list[dict] = []
+        while len(events) < count:
+            events += live_events_of(await asyncio.wait_for(layer.receive(channel), 5))
+        return events
 
     return async_to_sync(receive)()
 
@@ -258,7 +261,7 @@ def test_an_expired_token_flags_the_number_and_tells_staff_until_a_send_succeeds
     assert outcome == "failed" and message.error_code == "190" and len(graph_api.requests) == 1
     assert number.attention_reason.startswith("Access token expired or invalid")
     assert number.attention_since is not None
-    event = async_to_sync(layer.receive)(channel)["event"]
+    (event,) = live_events_of(async_to_sync(layer.receive)(channel))
     assert event["type"] == "number.attention" and event["data"]["number"] == number.pk
 
     # when: staff fixed the token and the next send is accepted

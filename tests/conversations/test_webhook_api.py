@@ -154,3 +154,19 @@ def test_the_verify_handshake_answers_the_raw_challenge(client, number, settings
 def test_other_methods_are_refused(client, number):
     assert client.put(URL).status_code == 405
     assert not Message.objects.exists()
+
+
+def test_a_nul_character_in_a_message_is_stored_as_the_replacement_character(client, number):
+    body = meta.webhook(
+        meta.messages_change(
+            meta.PHONE_NUMBER_ID,
+            messages=[meta.text_message("wamid.nul", meta.CUSTOMER_WA_ID, "a\x00b")],
+            contacts=[meta.contact(meta.CUSTOMER_WA_ID, "Ana")],
+        )
+    )
+
+    response = post(client, body)  # json.dumps writes the NUL as \u0000, which jsonb refuses
+
+    assert response.status_code == 200
+    stored = WebhookEvent.objects.get().body
+    assert stored["entry"][0]["changes"][0]["value"]["messages"][0]["text"]["body"] == "a\ufffdb"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
+from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.db import transaction
@@ -108,3 +109,21 @@ def test_events_reach_the_browser_only_after_commit(client):
     assert nothing_after_rollback, "a rolled-back change must publish nothing"
     assert nothing_before_commit, "events wait for the commit"
     assert received == event
+
+
+@pytest.mark.django_db(transaction=True)
+def test_events_queued_together_reach_the_browser_one_by_one_in_order(client):
+    user = UserFactory()
+    cookie = session_cookie_for(client, user)
+    events = [{"type": "message.status", "data": {"message": n}} for n in range(5)]
+
+    async def scenario():
+        ws = communicator(cookie=cookie)
+        await ws.connect()
+        await ws.receive_json_from(timeout=5)  # hello
+        await get_channel_layer().group_send(user_group(user.pk), {"type": "live.events", "events": events})
+        received = [await ws.receive_json_from(timeout=5) for _ in events]
+        await ws.disconnect()
+        return received
+
+    assert async_to_sync(scenario)() == events
