@@ -288,14 +288,17 @@ def inbound_messages_receive(
         if conversation.status == Conversation.Status.PENDING and conversation.queue_id:
             conversation_assign_by_policy(conversation=conversation, preferred_user_id=entry.previous_agent)
 
-    created_at = {i: row for i, row in rows}
+    stored_rows = dict(rows)
+    announced: set[int] = set()  # a conversation is "created" or "reopened" by its first message only
     for i in accepted:
         message = messages[i]
-        row = created_at.get(i)
+        row = stored_rows.get(i)
         if row is not None:
             entry = touched[row.conversation.contact_id]
-            publish_message_created(row, entry.conversation, entry.action)
-            results[i] = ReceiveResult(row, True, entry.action)
+            action = "existing" if row.conversation_id in announced else entry.action
+            announced.add(row.conversation_id)
+            publish_message_created(row, entry.conversation, action)
+            results[i] = ReceiveResult(row, True, action)
         else:
             results[i] = ReceiveResult(stored_by_wamid[message.provider_message_id], False, "existing")
     return results  # type: ignore[return-value]

@@ -8,8 +8,10 @@ import threading
 import pytest
 from django.db import connection
 
+from conversations.inbound import parse_webhook
 from conversations.models import Contact, Conversation, Message, WebhookEvent
 from conversations.services import webhook_event_process, webhook_events_process
+from conversations.services.receive import inbound_messages_receive
 from tests.conversations import meta_payloads as meta
 from tests.conversations.test_inbound_processing import PNID, agent
 from tests.queues.factories import QueueFactory
@@ -22,9 +24,12 @@ def customer(n: int) -> str:
     return f"5198700{n:04d}"
 
 
+def webhook_of(*messages, contacts=None) -> dict:
+    return meta.webhook(meta.messages_change(PNID, messages=list(messages), contacts=contacts or []))
+
+
 def event_of(*messages, contacts=None) -> WebhookEvent:
-    body = meta.webhook(meta.messages_change(PNID, messages=list(messages), contacts=contacts or []))
-    return WebhookEvent.objects.create(body=body, phone_number_ids=[PNID])
+    return WebhookEvent.objects.create(body=webhook_of(*messages, contacts=contacts), phone_number_ids=[PNID])
 
 
 def test_several_messages_of_one_new_sender_open_one_conversation_assigned_once(number, queue):
@@ -45,6 +50,15 @@ def test_several_messages_of_one_new_sender_open_one_conversation_assigned_once(
     assert conversation.contact.name == "Rosa" and Contact.objects.count() == 1
     assert list(conversation.messages.values_list("body", flat=True)) == [f"mensaje {n}" for n in range(4)]
     assert conversation.last_message_at.timestamp() == 1_700_000_003
+
+
+def test_only_the_first_message_of_a_batch_announces_a_new_conversation(number):
+    messages = [meta.text_message(f"wamid.n{n}", customer(1), "Hola") for n in range(3)]
+
+    results = inbound_messages_receive(number=number, messages=parse_webhook(webhook_of(*messages)).messages)
+
+    assert [r.conversation for r in results] == ["created", "existing", "existing"]
+    assert all(r.created for r in results)
 
 
 def test_a_reply_to_a_message_of_the_same_batch_keeps_its_link(number):
