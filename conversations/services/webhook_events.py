@@ -1,10 +1,9 @@
 """Webhook events: stored before the 200, processed by a worker, requeued if a worker never got them.
 
-Processing takes the event's messages, then its statuses, one batch per number in one transaction each; a batch
-that fails is redone item by item, so one poison item fails alone (the event is marked failed with its error)
-and never blocks the others. Everything is idempotent, so an
-event processed twice (a requeue racing a slow worker, an operator's "reprocess") changes nothing the second
-time.
+Processing takes the messages, then the statuses, of the events in hand as one batch per number, each in its own
+transaction; a batch that fails is split, event by event and then item by item, so one poison item fails alone
+(its event is marked failed with the error) and never blocks the others. Everything is idempotent, so an event
+processed twice (a requeue racing a slow worker, an operator's "reprocess") changes nothing the second time.
 """
 
 from __future__ import annotations
@@ -20,8 +19,8 @@ from django.utils import timezone
 
 from conversations.inbound import ParsedWebhook, WebhookShapeError, parse_webhook
 from conversations.models import WebhookEvent
-from conversations.services.receive import inbound_message_receive, inbound_messages_receive
-from conversations.services.statuses import message_status_apply, message_statuses_apply
+from conversations.services.receive import inbound_messages_receive
+from conversations.services.statuses import message_statuses_apply
 from sessions.models import WhatsAppNumber
 
 logger = logging.getLogger(__name__)
@@ -78,38 +77,36 @@ def webhook_event_process(*, event_id: int, force: bool = False) -> WebhookEvent
     event = WebhookEvent.objects.filter(pk=event_id).first()
     if event is None or (event.status == WebhookEvent.Status.PROCESSED and not force):
         return None
-    run = _start(event)
-    _process_together([run])
-    _finish(run)
+    _process([event])
     return event
 
 
 def webhook_events_process(*, event_ids: list[int]) -> list[WebhookEvent]:
     """Process several stored events together (those not processed yet): one batch of messages and one of
-    statuses per number for all of them, so a busy line costs a few queries per batch instead of per event.
-    A batch that fails is redone event by event, and then item by item, so a poison item still fails alone."""
+    statuses per number for all of them, so a busy line costs a few queries per batch instead of per event."""
     events = list(
         WebhookEvent.objects.filter(pk__in=event_ids).exclude(status=WebhookEvent.Status.PROCESSED).order_by("pk")
     )
-    runs = [_start(event) for event in events]
-    _process_together(runs)
-    for run in runs:
-        _finish(run)
+    _process(events)
     return events
 
 
-def _process_together(runs: list[_Run]) -> None:
+# kind -> (batch service, its keyword for the items)
+_BATCHES = {"messages": (inbound_messages_receive, "messages"), "statuses": (message_statuses_apply, "updates")}
+
+
+def _process(events: list[WebhookEvent]) -> None:
+    runs = [_start(event) for event in events]
     parsed_runs = [run for run in runs if run.parsed is not None]
     wanted = sorted({pnid for run in parsed_runs for pnid in run.parsed.phone_number_ids})
     numbers = {
         n.phone_number_id: n
         for n in WhatsAppNumber.objects.filter(phone_number_id__in=wanted).select_related("client").order_by()
     }
-    messages: dict[str, list[tuple[_Run, list]]] = {}
-    statuses: dict[str, list[tuple[_Run, list]]] = {}
+    groups: dict[tuple[str, str], list[tuple[_Run, list]]] = {}  # (kind, phone_number_id) -> each event's items
     for run in parsed_runs:
         parsed = run.parsed
-        for kind, items, groups in (("messages", parsed.messages, messages), ("statuses", parsed.statuses, statuses)):
+        for kind, items in (("messages", parsed.messages), ("statuses", parsed.statuses)):
             mine: dict[str, list] = {}
             for item in items:
                 if item.phone_number_id in numbers:
@@ -117,7 +114,7 @@ def _process_together(runs: list[_Run]) -> None:
                 else:
                     run.counts[f"{kind}_unknown_number"] += 1
             for phone_number_id, own in mine.items():
-                groups.setdefault(phone_number_id, []).append((run, own))
+                groups.setdefault((kind, phone_number_id), []).append((run, own))
         unknown = [pnid for pnid in parsed.phone_number_ids if pnid not in numbers]
         if unknown:
             run.errors.append(
@@ -126,44 +123,66 @@ def _process_together(runs: list[_Run]) -> None:
             )
         run.errors += [f"skipped: {problem}" for problem in parsed.problems]
         run.counts["ignored_changes"] = len(parsed.ignored)
-    for phone_number_id, groups in messages.items():
-        _together(numbers[phone_number_id], groups, inbound_messages_receive, "messages", _receive_messages)
-    for phone_number_id, groups in statuses.items():
-        _together(numbers[phone_number_id], groups, message_statuses_apply, "updates", _apply_statuses)
+    for kind in _BATCHES:  # messages first, then statuses
+        for (group_kind, phone_number_id), event_items in groups.items():
+            if group_kind == kind:
+                _handle(kind, numbers[phone_number_id], event_items)
+    now = timezone.now()
+    for run in runs:
+        _finish(run, now)
+    WebhookEvent.objects.bulk_update(
+        events, ["status", "error", "report", "attempts", "processed_at", "updated_at"], batch_size=500
+    )
+    for run in runs:
+        if run.errors:
+            logger.warning("webhook event %s failed: %s error(s)", run.event.pk, len(run.errors))
 
 
-def _together(number: WhatsAppNumber, groups: list[tuple[_Run, list]], batch, argument: str, one_event) -> None:
-    """Items of several events in one batch call; if it fails (rolled back as a whole), event by event."""
-    if len(groups) > 1:
-        flat = [item for _, items in groups for item in items]
-        try:
-            results = batch(number=number, **{argument: flat})
-        except (OperationalError, InterfaceError):
-            raise  # the database is away: the task retries the whole batch later
-        except Exception:
-            logger.warning("%s of %s events failed as one batch; event by event", argument, len(groups), exc_info=True)
-        else:
-            start = 0
-            for run, items in groups:
-                _count(run, argument, items, results[start : start + len(items)])
-                start += len(items)
+def _handle(kind: str, number: WhatsAppNumber, event_items: list[tuple[_Run, list]]) -> None:
+    """The items of one number, from one or more events, in one batch call (its own transaction). A batch that
+    fails is rolled back as a whole and split, event by event and then item by item, so a poison item fails
+    alone and everything else is stored."""
+    batch, keyword = _BATCHES[kind]
+    flat = [item for _, items in event_items for item in items]
+    try:
+        results = batch(number=number, **{keyword: flat})
+    except (OperationalError, InterfaceError):
+        raise  # the database is away: the task retries the whole batch later
+    except Exception as exc:
+        if len(flat) == 1:
+            run = event_items[0][0]
+            logger.exception("webhook event %s: %s %s failed", run.event.pk, kind, flat[0].provider_message_id)
+            _count(run, kind, flat, [exc])
             return
-    for run, items in groups:
-        one_event(run, number, items)
+        logger.warning("a batch of %s %s failed; splitting it", len(flat), kind, exc_info=True)
+        if len(event_items) > 1:
+            parts = [[one] for one in event_items]
+        else:
+            run, items = event_items[0]
+            parts = [[(run, [item])] for item in items]
+        for part in parts:
+            _handle(kind, number, part)
+        return
+    start = 0
+    for run, items in event_items:
+        _count(run, kind, items, results[start : start + len(items)])
+        start += len(items)
 
 
-def _count(run: _Run, argument: str, items: list, results: list) -> None:
+def _count(run: _Run, kind: str, items: list, results: list) -> None:
     for item, result in zip(items, results, strict=True):
-        if argument == "updates":
+        if isinstance(result, Exception):
+            what = "message" if kind == "messages" else f"status {item.status} of"
+            run.errors.append(f"{what} {item.provider_message_id}: {type(result).__name__}: {result}")
+            run.counts[f"{kind}_failed"] += 1
+        elif kind == "statuses":
             run.counts[f"statuses_{result}"] += 1
-        elif isinstance(result, Exception):
-            run.errors.append(f"message {item.provider_message_id}: {type(result).__name__}: {result}")
-            run.counts["messages_failed"] += 1
         else:
             run.counts["messages_stored" if result.created else "messages_duplicate"] += 1
 
 
-def _finish(run: _Run) -> None:
+def _finish(run: _Run, now) -> None:
+    """Record on the event what happened to it (saved with the others of its batch)."""
     event, errors, counts = run.event, run.errors, run.counts
     event.status = WebhookEvent.Status.FAILED if errors else WebhookEvent.Status.PROCESSED
     event.error = "\n".join(errors[:MAX_ERROR_LINES]) + (
@@ -174,52 +193,7 @@ def _finish(run: _Run) -> None:
         "ignored": [{"field": i.field, "reason": i.reason} for i in run.parsed.ignored] if run.parsed else [],
     }
     event.attempts += 1
-    event.processed_at = timezone.now()
-    event.save(update_fields=["status", "error", "report", "attempts", "processed_at", "updated_at"])
-    if errors:
-        logger.warning("webhook event %s failed: %s error(s)", event.pk, len(errors))
-
-
-def _receive_messages(run: _Run, number: WhatsAppNumber, messages: list) -> None:
-    """One event's messages of one number in one batch; if it fails, one by one, so a poison message fails alone."""
-    try:
-        results = inbound_messages_receive(number=number, messages=messages)
-    except (OperationalError, InterfaceError):
-        raise  # the database is away: the task retries the whole event later
-    except Exception:
-        logger.warning("webhook event %s: message batch failed; receiving one by one", run.event.pk, exc_info=True)
-        results = []
-        for message in messages:
-            try:
-                results.append(inbound_message_receive(number=number, message=message))
-            except (OperationalError, InterfaceError):
-                raise
-            except Exception as exc:
-                logger.exception("webhook event %s: message %s failed", run.event.pk, message.provider_message_id)
-                results.append(exc)
-    _count(run, "messages", messages, results)
-
-
-def _apply_statuses(run: _Run, number: WhatsAppNumber, updates: list) -> None:
-    """One event's statuses of one number in one batch; if it fails, one by one, so a poison status fails alone."""
-    try:
-        outcomes = message_statuses_apply(number=number, updates=updates)
-    except (OperationalError, InterfaceError):
-        raise  # the database is away: the task retries the whole event later
-    except Exception:
-        logger.warning("webhook event %s: status batch failed; applying one by one", run.event.pk, exc_info=True)
-    else:
-        _count(run, "updates", updates, outcomes)
-        return
-    for update in updates:
-        try:
-            run.counts[f"statuses_{message_status_apply(number=number, update=update)}"] += 1
-        except (OperationalError, InterfaceError):
-            raise
-        except Exception as exc:
-            logger.exception("webhook event %s: status of %s failed", run.event.pk, update.provider_message_id)
-            run.errors.append(f"status {update.status} of {update.provider_message_id}: {type(exc).__name__}: {exc}")
-            run.counts["statuses_failed"] += 1
+    event.processed_at = event.updated_at = now
 
 
 def webhook_events_requeue() -> int:
