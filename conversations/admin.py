@@ -4,7 +4,7 @@ from django.contrib import admin, messages
 from django.utils.html import format_html
 
 from conversations.models import Contact, Conversation, Message, UnmatchedStatus, UnroutedConversation, WebhookEvent
-from conversations.services import webhook_event_process
+from conversations.services import webhook_events_process
 from crm.admin_scope import ClientScopedAdmin, ClientScopedTabularInline
 
 MAX_REPROCESS = 200  # events reprocessed in one admin request
@@ -119,8 +119,8 @@ class WebhookEventAdmin(ClientScopedAdmin):
                 request, f"Select at most {MAX_REPROCESS} events at a time; nothing was reprocessed.", messages.ERROR
             )
             return
-        outcomes = [webhook_event_process(event_id=event_id, force=True) for event_id in ids]
-        failed = [event.pk for event in outcomes if event is not None and event.status == WebhookEvent.Status.FAILED]
+        outcomes = webhook_events_process(event_ids=ids, force=True)
+        failed = [event.pk for event in outcomes if event.status == WebhookEvent.Status.FAILED]
         self.message_user(request, f"{len(ids) - len(failed)} event(s) processed.", messages.SUCCESS)
         if failed:
             shown = ", ".join(str(pk) for pk in failed[:20])

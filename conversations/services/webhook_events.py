@@ -73,21 +73,20 @@ def _start(event: WebhookEvent) -> _Run:
 
 
 def webhook_event_process(*, event_id: int, force: bool = False) -> WebhookEvent | None:
-    """Process one stored event. Skips processed events unless `force` (an operator's reprocess)."""
-    event = WebhookEvent.objects.filter(pk=event_id).first()
-    if event is None or (event.status == WebhookEvent.Status.PROCESSED and not force):
-        return None
-    _process([event])
-    return event
+    """Process one stored event. Skips a processed event unless `force` (an operator's reprocess)."""
+    events = webhook_events_process(event_ids=[event_id], force=force)
+    return events[0] if events else None
 
 
-def webhook_events_process(*, event_ids: list[int]) -> list[WebhookEvent]:
-    """Process several stored events together (those not processed yet): one batch of messages and one of
-    statuses per number for all of them, so a busy line costs a few queries per batch instead of per event."""
-    events = list(
-        WebhookEvent.objects.filter(pk__in=event_ids).exclude(status=WebhookEvent.Status.PROCESSED).order_by("pk")
-    )
-    _process(events)
+def webhook_events_process(*, event_ids: list[int], force: bool = False) -> list[WebhookEvent]:
+    """Process several stored events together (processed ones only with `force`): one batch of messages and one
+    of statuses per number for all of them, so a busy line costs a few queries per batch instead of per event."""
+    events = WebhookEvent.objects.filter(pk__in=event_ids).order_by("pk")
+    if not force:
+        events = events.exclude(status=WebhookEvent.Status.PROCESSED)
+    events = list(events)
+    if events:
+        _process(events)
     return events
 
 
