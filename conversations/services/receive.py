@@ -86,42 +86,42 @@ class _ContactBook:
         contact = self.by_key.get(identity.key) if identity is not None else None
         if contact is None and sender.bsuid:
             contact = self.by_bsuid.get(sender.bsuid)
-        contact = _contact_create_or_update(client=self.client, contact=contact, sender=sender, identity=identity)
+        contact = self._create_or_update(contact, sender, identity)
         self._remember(contact)
         return contact
 
+    def _create_or_update(
+        self, contact: Contact | None, sender: InboundSender, identity: PhoneIdentity | None
+    ) -> Contact:
+        client = self.client
+        if contact is None:
+            contact = Contact(client=client, name=sender.name[:200], username=(sender.username or "")[:100])
+            contact.bsuid = (sender.bsuid or "")[:160]
+            if identity is not None:
+                contact.phone, contact.identity_key, contact.wa_id = identity.e164, identity.key, sender.wa_id or ""
+            contact.save()
+            return contact
 
-def _contact_create_or_update(
-    *, client: Client, contact: Contact | None, sender: InboundSender, identity: PhoneIdentity | None
-) -> Contact:
-    if contact is None:
-        contact = Contact(client=client, name=sender.name[:200], username=(sender.username or "")[:100])
-        contact.bsuid = (sender.bsuid or "")[:160]
-        if identity is not None:
-            contact.phone, contact.identity_key, contact.wa_id = identity.e164, identity.key, sender.wa_id or ""
-        contact.save()
+        changed: list[str] = []
+        if identity is not None and not contact.identity_key:
+            contact.phone, contact.identity_key = identity.e164, identity.key
+            changed += ["phone", "identity_key"]
+        if sender.wa_id and identity is not None and contact.wa_id != sender.wa_id:
+            contact.wa_id = sender.wa_id  # the form WhatsApp uses for this person now: reply to it
+            changed.append("wa_id")
+        if sender.bsuid and not contact.bsuid:
+            if sender.bsuid not in self.by_bsuid:  # the book read every contact with this id
+                contact.bsuid = sender.bsuid[:160]
+                changed.append("bsuid")
+        if sender.name and not contact.name:
+            contact.name = sender.name[:200]
+            changed.append("name")
+        if sender.username and contact.username != sender.username:
+            contact.username = sender.username[:100]
+            changed.append("username")
+        if changed:
+            contact.save(update_fields=[*changed, "updated_at"])
         return contact
-
-    changed: list[str] = []
-    if identity is not None and not contact.identity_key:
-        contact.phone, contact.identity_key = identity.e164, identity.key
-        changed += ["phone", "identity_key"]
-    if sender.wa_id and identity is not None and contact.wa_id != sender.wa_id:
-        contact.wa_id = sender.wa_id  # the form WhatsApp uses for this person now: reply to it
-        changed.append("wa_id")
-    if sender.bsuid and not contact.bsuid:
-        if not Contact.objects.filter(client=client, bsuid=sender.bsuid).exists():
-            contact.bsuid = sender.bsuid[:160]
-            changed.append("bsuid")
-    if sender.name and not contact.name:
-        contact.name = sender.name[:200]
-        changed.append("name")
-    if sender.username and contact.username != sender.username:
-        contact.username = sender.username[:100]
-        changed.append("username")
-    if changed:
-        contact.save(update_fields=[*changed, "updated_at"])
-    return contact
 
 
 def contact_identify(*, client: Client, sender: InboundSender, identity: PhoneIdentity | None = None) -> Contact:
