@@ -28,6 +28,9 @@ from sessions.models import WhatsAppNumber
 logger = logging.getLogger(__name__)
 
 
+NO_SENDER = "the sender has neither a usable phone number nor a business-scoped user id"
+
+
 class InboundRejected(Exception):
     """The message cannot be attributed to anyone (no usable phone number nor business-scoped id)."""
 
@@ -130,7 +133,7 @@ def contact_identify(*, client: Client, sender: InboundSender, identity: PhoneId
     Matches the phone's identity key first (national variants are one person), then the business-scoped id."""
     identity = identity if identity is not None else _identity(sender)
     if identity is None and not sender.bsuid:
-        raise InboundRejected("the sender has neither a usable phone number nor a business-scoped user id")
+        raise InboundRejected(NO_SENDER)
     book = _ContactBook(client, [identity] if identity is not None else [], [sender.bsuid or ""])
     return book.identify(sender, identity)
 
@@ -203,9 +206,7 @@ def inbound_messages_receive(
         identity = _identity(message.sender)
         identities.append(identity)
         if identity is None and not message.sender.bsuid:
-            results[index] = InboundRejected(
-                "the sender has neither a usable phone number nor a business-scoped user id"
-            )
+            results[index] = InboundRejected(NO_SENDER)
         else:
             accepted.append(index)
     if not accepted:
@@ -280,9 +281,12 @@ def inbound_messages_receive(
         row.quoted_id = stored_by_wamid[row.quoted_provider_message_id].pk
     if in_batch_quotes:
         Message.objects.bulk_update(in_batch_quotes, ["quoted"])
-    for entry in touched.values():
-        if entry.fields:
-            entry.conversation.save(update_fields=[*sorted(entry.fields), "updated_at"])
+    changed = [entry.conversation for entry in touched.values() if entry.fields]
+    if changed:  # one UPDATE for all: every object is current (read under lock), so writing all fields is exact
+        for conversation in changed:
+            conversation.updated_at = now
+        fields = sorted({name for entry in touched.values() for name in entry.fields})
+        Conversation.objects.bulk_update(changed, [*fields, "updated_at"])
     for entry in touched.values():
         conversation = entry.conversation
         if conversation.status == Conversation.Status.PENDING and conversation.queue_id:
