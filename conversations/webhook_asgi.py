@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from django.conf import settings
-from django.db import close_old_connections, connection
+from django.db import connection
 
 from conversations.services import webhook_events_enqueue
 from conversations.webhooks import SIGNATURE_HEADER, WebhookReply, webhook_post
@@ -38,7 +38,6 @@ ASGIApp = Callable[[dict, Callable[[], Awaitable[dict]], Callable[[dict], Awaita
 def _store(raw: bytes, signature: str) -> WebhookReply:
     """One delivery in a pool thread. Its connection goes back to the web process's pool afterwards (without a
     pool, it is closed: a thread of this pool never holds one between deliveries)."""
-    close_old_connections()
     try:
         return webhook_post(raw, signature, enqueue=False)
     finally:
@@ -72,10 +71,9 @@ class _Batcher:
 class WebhookApp:
     """ASGI app: webhook POSTs on the lean path, everything else to `inner` (Django)."""
 
-    def __init__(self, inner: ASGIApp, *, threads: int | None = None) -> None:
+    def __init__(self, inner: ASGIApp) -> None:
         self.inner = inner
-        size = threads or settings.WEBHOOK_THREADS
-        self._store_pool = ThreadPoolExecutor(size, thread_name_prefix="webhook")
+        self._store_pool = ThreadPoolExecutor(settings.WEBHOOK_THREADS, thread_name_prefix="webhook")
         self._enqueue_pool = ThreadPoolExecutor(1, thread_name_prefix="webhook-enqueue")
         self._batcher = _Batcher(self._enqueue_pool)
 
