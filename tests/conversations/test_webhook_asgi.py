@@ -11,6 +11,7 @@ import time
 import pytest
 import redis as redis_lib
 from channels.testing import HttpCommunicator
+from django.core.handlers.asgi import ASGIHandler
 
 from config.asgi import application
 from conversations.models import WebhookEvent
@@ -124,19 +125,34 @@ def test_a_body_over_the_upload_limit_gets_413_and_nothing_stored(number, settin
     assert response["status"] == 413 and not WebhookEvent.objects.exists()
 
 
-def test_the_handshake_and_other_paths_still_go_through_django(number, settings):
-    settings.WHATSAPP_VERIFY_TOKEN = "vt-global"
+def test_the_handshake_and_other_paths_go_to_the_inner_app(settings):
+    seen: list[tuple[str, str]] = []
 
-    async def get(path: str, query: bytes = b""):
-        url = path + ("?" + query.decode() if query else "")
-        communicator = HttpCommunicator(application, "GET", url, headers=[(b"host", b"testserver")])
-        return await communicator.get_response(timeout=10)
+    async def inner(scope, receive, send):
+        seen.append((scope["method"], scope["path"]))
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
 
-    handshake = asyncio.run(get(WEBHOOK_PATH, b"hub.mode=subscribe&hub.verify_token=vt-global&hub.challenge=42"))
-    health = asyncio.run(get("/healthz"))
+    app = WebhookApp(inner)
 
-    assert handshake["status"] == 200 and handshake["body"] == b"42"
-    assert health["status"] in (200, 503)
+    async def request(method: str, path: str):
+        return await HttpCommunicator(app, method, path).get_response(timeout=10)
+
+    responses = [
+        asyncio.run(request("GET", WEBHOOK_PATH + "?hub.mode=subscribe")),
+        asyncio.run(request("GET", "/healthz")),
+        asyncio.run(request("POST", "/admin/login/")),
+    ]
+
+    assert [r["status"] for r in responses] == [204, 204, 204]
+    assert seen == [("GET", WEBHOOK_PATH), ("GET", "/healthz"), ("POST", "/admin/login/")]
+    assert not WebhookEvent.objects.exists()
+
+
+def test_the_served_application_wraps_django_with_the_lean_path():
+    http = application.application_mapping["http"]
+
+    assert isinstance(http, WebhookApp) and isinstance(http.inner, ASGIHandler)
 
 
 def test_a_replaced_app_secret_verifies_at_once_and_the_old_one_only_until_the_new_one_is_seen(default_client):
