@@ -6,7 +6,8 @@
 Runs the real service (`number_sync_from_registry`: validation, advisory lock, token encryption, bulk writes,
 the recorded run) on the bench database. "First sync" starts each repeat from an empty numbers table; "re-run"
 syncs the same file again (nothing to write); "re-run, 10% changed" edits one entry in ten. Exit status 1 when
-a target is missed.
+a target is missed. It works on its own client (`bench-registry`), so the numbers it wipes never hold the
+other benchmarks' conversations.
 """
 
 from __future__ import annotations
@@ -26,13 +27,13 @@ def registry(entries: int, *, renamed_every: int = 0) -> list[dict]:
         {
             "id": f"conn-{n}",
             "alias": f"Linea {n}" + (" (renamed)" if renamed_every and n % renamed_every == 0 else ""),
-            "phoneNumberId": f"1065403{n:08d}",
+            "phoneNumberId": f"2065403{n:08d}",
             "displayNumber": f"+51 9{n // 1000 % 100:02d} {n % 1000:03d} {n % 1000:03d}",
             "accessToken": f"EAAG-bench-access-token-{n:08d}-abcdefghijklmnopqrstuvwxyz",
             "verifyToken": f"verify-{n}",
             "wabaId": f"20000{n:08d}",
             "isActive": True,
-            "client": "bench",
+            "client": "bench-registry",
             "createdAt": 1700000000000,
             "updatedAt": 1700000000000,
         }
@@ -51,7 +52,7 @@ def main() -> int:
     from sessions.models import NumberSession, RegistrySyncRun, WhatsAppNumber
     from sessions.services import number_sync_from_registry
 
-    client, _ = Client.objects.get_or_create(slug="bench", defaults={"name": "Bench"})
+    client, _ = Client.objects.get_or_create(slug="bench-registry", defaults={"name": "Bench (registry)"})
 
     def wipe() -> None:
         NumberSession.objects.filter(number__client=client).delete()
