@@ -27,3 +27,8 @@ app.conf.task_default_routing_key = "default"
 # Campaign tasks go to their queue; any other task names its queue (`@shared_task(queue=...)`) or runs on default.
 app.conf.task_routes = {"campaigns.tasks.*": {"queue": "campaigns"}}
 app.autodiscover_tasks()
+
+# The sessions worker owns WhatsApp Web and sandbox connections (a no-op in workers without the sessions queue).
+from sessions.bootsteps import SessionsSupervisorStep  # noqa: E402
+
+app.steps["consumer"].add(SessionsSupervisorStep)

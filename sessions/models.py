@@ -85,18 +85,34 @@ class SessionState(models.TextChoices):
     CONNECTED = "connected", "Connected"
     LOGGED_OUT = "logged_out", "Logged out"
     CONFLICT = "conflict", "Conflict (connected elsewhere)"
+    BANNED = "banned", "Banned (temporarily)"
     ERROR = "error", "Error"
 
 
 class NumberSession(TimeStampedModel):
-    """The connection state of one number, as the process that owns its connection last reported it."""
+    """The connection state of one number, as the process that owns its connection last reported it.
+
+    Written only by `sessions.services.states` (every change also lands in `SessionStateChange`); read-only in
+    admin. `keep_connected` is what staff asked for; the supervisor of the sessions worker makes it so."""
 
     number = models.OneToOneField(WhatsAppNumber, on_delete=models.CASCADE, related_name="session")
     state = models.CharField(max_length=20, choices=SessionState.choices, default=SessionState.DISCONNECTED)
     state_reason = models.CharField(max_length=255, blank=True)
     state_changed_at = models.DateTimeField(null=True, blank=True)
+    keep_connected = models.BooleanField(
+        default=True,
+        help_text="Connect and stay connected (WhatsApp Web and sandbox numbers). Turned off by a disconnect, a "
+        "logout from the phone, a conflict or an unscanned QR code; turned on by Connect.",
+    )
     device_jid = models.CharField("paired device JID", max_length=128, blank=True)
     last_connected_at = models.DateTimeField(null=True, blank=True)
+    owner = models.CharField("owned by", max_length=200, blank=True, help_text="The sessions worker holding it.")
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    qr_code = models.TextField("QR code", blank=True, help_text="The code to scan while waiting for a QR scan.")
+    qr_expires_at = models.DateTimeField(null=True, blank=True)
+    pairing_code = models.CharField(max_length=16, blank=True)
+    banned_until = models.DateTimeField(null=True, blank=True)
+    reconnect_attempts = models.PositiveIntegerField(default=0)
 
     CLIENT_PATH = "number__client"
 
@@ -106,6 +122,77 @@ class NumberSession(TimeStampedModel):
 
     def __str__(self) -> str:
         return f"{self.number.alias}: {self.get_state_display()}"
+
+
+class SessionStateChange(models.Model):
+    """One transition of a number's session: the history staff read, never a state kept in memory."""
+
+    number = models.ForeignKey(WhatsAppNumber, on_delete=models.CASCADE, related_name="state_changes")
+    from_state = models.CharField(max_length=20, choices=SessionState.choices)
+    state = models.CharField(max_length=20, choices=SessionState.choices)
+    reason = models.CharField(max_length=255, blank=True)
+    owner = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    CLIENT_PATH = "number__client"
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["number", "-created_at"])]
+        verbose_name = "session state change"
+
+    def __str__(self) -> str:
+        return f"{self.number_id}: {self.from_state} -> {self.state} at {self.created_at:%Y-%m-%d %H:%M:%S}"
+
+
+class SessionOutage(models.Model):
+    """A window in which a number that had been connected was not: from leaving `connected` to coming back."""
+
+    number = models.ForeignKey(WhatsAppNumber, on_delete=models.CASCADE, related_name="outages")
+    started_at = models.DateTimeField()
+    ended_at = models.DateTimeField(null=True, blank=True)
+    reason = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    CLIENT_PATH = "number__client"
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["number"], condition=models.Q(ended_at__isnull=True), name="one_open_outage_per_number"
+            )
+        ]
+        verbose_name = "outage window"
+
+    def __str__(self) -> str:
+        return f"{self.number_id}: {self.started_at:%Y-%m-%d %H:%M:%S} - {self.ended_at or 'ongoing'}"
+
+    @property
+    def duration(self):
+        from django.utils import timezone
+
+        return (self.ended_at or timezone.now()) - self.started_at
+
+
+class SandboxAccount(TimeStampedModel):
+    """The simulated WhatsApp network's record of one sandbox number (sessions/engines/sandbox.py): which
+    device it has linked, and whether the "server" logged it out or banned it. The server's side, so it lives
+    apart from `NumberSession` (the client's side, which may lose or keep its credentials independently)."""
+
+    number = models.OneToOneField(WhatsAppNumber, on_delete=models.CASCADE, related_name="sandbox_account")
+    device_jid = models.CharField(max_length=128, blank=True)
+    paired_at = models.DateTimeField(null=True, blank=True)
+    banned_until = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["number_id"]
+        verbose_name = "sandbox account"
+
+    def __str__(self) -> str:
+        return f"sandbox {self.number_id}: {self.device_jid or 'not linked'}"
 
 
 class RegistrySyncRun(models.Model):

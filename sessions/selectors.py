@@ -6,12 +6,14 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
 from crm.models import Client
 from crm.selectors import client_ids_visible_to, client_scope
-from sessions.engines import engine_class
+from sessions.connections import live_connection, number_queue
+from sessions.engines import EngineUnavailable, engine_class
 from sessions.models import RegistrySyncRun, WhatsAppNumber
+from sessions.registry import e164_or_none
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,56 @@ def number_send_rules(*, number: WhatsAppNumber) -> SendRules:
     """Raises `sessions.engines.EngineUnavailable` when the number's engine cannot send."""
     engine = engine_class(number.engine)
     return SendRules(reply_window=engine.reply_window, supports_templates=engine.supports_templates)
+
+
+def number_send_queue(*, number: WhatsAppNumber) -> str:
+    """Where a send for `number` is queued: the shared default queue for a stateless engine (Cloud API), the
+    number's own queue, consumed only by the worker holding its connection, otherwise."""
+    if getattr(engine_class(number.engine), "owns_connections", False):
+        return number_queue(number.pk)
+    return "default"
+
+
+def number_can_send_here(*, number: WhatsAppNumber) -> bool:
+    """Whether this process can hand a message for `number` to its provider now: always for a stateless engine;
+    for a connection engine only while this process holds the number's connection online."""
+    try:
+        owns = getattr(engine_class(number.engine), "owns_connections", False)
+    except EngineUnavailable:
+        return True  # the send fails with a clear reason
+    return not owns or live_connection(number.pk) is not None
+
+
+class NumberLookupError(Exception):
+    """No number, or more than one, matches what was typed."""
+
+
+def number_find(*, identifier: str) -> WhatsAppNumber:
+    """The one number whose id, alias, display number or Meta phone-number id is `identifier`; a
+    `NumberLookupError` that lists the candidates otherwise (for commands, where people type what they see)."""
+    text = identifier.strip()
+    query = Q(alias__iexact=text) | Q(phone_number_id=text) | Q(display_number=text)
+    if text.isdigit():
+        query |= Q(pk=int(text))
+    numbers = WhatsAppNumber.objects.select_related("client").order_by("pk")
+    found = {n.pk: n for n in numbers.filter(query)}
+    e164 = e164_or_none(text) if text.startswith("+") else None
+    if e164:  # "+51 987 654 321" typed with other spacing than stored
+        found.update({n.pk: n for n in numbers if e164_or_none(n.display_number) == e164})
+    found = sorted(found.values(), key=lambda n: n.pk)
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        near = list(numbers.filter(alias__icontains=text)[:10])
+        hint = f" Similar: {', '.join(_label(n) for n in near)}." if near else ""
+        raise NumberLookupError(f"No number matches {text!r} (give its id, alias or display number).{hint}")
+    raise NumberLookupError(
+        f"{len(found)} numbers match {text!r}; give the id of one: " + ", ".join(_label(n) for n in found)
+    )
+
+
+def _label(number: WhatsAppNumber) -> str:
+    return f"#{number.pk} {number.alias} ({number.display_number}, {number.client.slug})"
 
 
 def number_list_active_without_queue(*, user: AbstractBaseUser) -> QuerySet[WhatsAppNumber]:

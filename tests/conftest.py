@@ -95,7 +95,16 @@ def project_env(**overrides: str) -> dict[str, str]:
     return env
 
 
-def run_manage(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess:
+def run_manage(
+    *args: str, env: dict[str, str], timeout: float = 60, input: str | None = None
+) -> subprocess.CompletedProcess:
+    """manage.py in a child process; `input` is typed at its prompts (without it, stdin is empty)."""
     return subprocess.run(
-        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        input=input if input is not None else "",
     )

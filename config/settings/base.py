@@ -170,6 +170,18 @@ WEBHOOK_ENQUEUE_BATCH = env.int("WEBHOOK_ENQUEUE_BATCH", default=20)
 OUTBOUND_PENDING_REQUEUE_AFTER = env.int("OUTBOUND_PENDING_REQUEUE_AFTER", default=60)
 OUTBOUND_SENDING_STALE_AFTER = env.int("OUTBOUND_SENDING_STALE_AFTER", default=600)
 
+# --- Sessions: WhatsApp Web and sandbox connections (docs/sessions.md) ---------------------------------------
+# A sessions worker owns a number while it holds that number's Redis lease: this many seconds, renewed every
+# SESSIONS_HEARTBEAT_SECONDS. A killed owner's numbers are taken over once its leases expire.
+SESSIONS_LEASE_SECONDS = env.float("SESSIONS_LEASE_SECONDS", default=30)
+SESSIONS_HEARTBEAT_SECONDS = env.float("SESSIONS_HEARTBEAT_SECONDS", default=10)
+# Reconnect after a transient drop: exponential backoff with jitter from 1 s up to this many seconds; the count
+# starts again once a connection has stayed up SESSIONS_STABLE_SECONDS.
+SESSIONS_BACKOFF_MAX = env.float("SESSIONS_BACKOFF_MAX", default=60)
+SESSIONS_STABLE_SECONDS = env.float("SESSIONS_STABLE_SECONDS", default=60)
+# Seconds a QR code waits to be scanned before the number goes back to "disconnected" (a new one on request).
+WHATSAPP_QR_TIMEOUT = env.float("WHATSAPP_QR_TIMEOUT", default=120)
+
 # --- Health ------------------------------------------------------------------------------------------------
 # Queues /healthz expects at least one worker to consume, and how stale beat's last tick may be.
 HEALTH_EXPECTED_QUEUES: list[str] = env.list("HEALTH_EXPECTED_QUEUES", default=["default", "campaigns", "sessions"])

@@ -22,14 +22,16 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from conversations.models import Conversation, Message
 from conversations.services.live import publish_message_created
 from conversations.services.statuses import lock_provider_id, message_status_move, message_unmatched_statuses_apply
-from sessions.engines import EngineUnavailable
+from sessions.engines import EngineUnavailable, connection_engine_names
 from sessions.engines.base import OutboundContent, OutboundTemplate, OutboundText, SendError
-from sessions.selectors import number_send_rules
+from sessions.models import SessionState, WhatsAppNumber
+from sessions.selectors import number_can_send_here, number_send_queue, number_send_rules
 from sessions.services import number_send
 
 logger = logging.getLogger(__name__)
@@ -111,7 +113,7 @@ def message_send(
         conversation.last_message_at = now
         conversation.save(update_fields=["last_message_at", "updated_at"])
         publish_message_created(message, conversation)
-        transaction.on_commit(lambda: _enqueue(message.pk))
+        transaction.on_commit(lambda: _enqueue(message.pk, conversation.number))
     return message
 
 
@@ -180,11 +182,14 @@ def _template_summary(template: Template) -> str:
     return f"{summary}: {', '.join(shown)}" if shown else summary
 
 
-def _enqueue(message_id: int) -> None:
+def _enqueue(message_id: int, number: WhatsAppNumber) -> None:
+    """Hand the message to a worker: any worker for a stateless engine (Cloud API), the worker owning the
+    number's connection otherwise (its own queue, consumed only by the lease holder; the message waits there
+    while the number is offline)."""
     from conversations.tasks import message_deliver_task
 
     try:
-        message_deliver_task.delay(message_id)
+        message_deliver_task.apply_async((message_id,), queue=number_send_queue(number=number))
     except Exception:  # the broker is down: the message is stored as pending and the sweeper queues it again
         logger.warning("message %s stored but not queued; the outbound sweeper will pick it up", message_id)
 
@@ -206,8 +211,9 @@ def _content(message: Message) -> OutboundContent:
 def message_deliver(*, message_id: int) -> str:
     """Hand one pending outbound message to its number's engine, at most once.
 
-    Returns what happened: "accepted", "failed", "unknown" (the provider may or may not have sent it) or
-    "skipped" (not pending: already delivered, in flight, or gone)."""
+    Returns what happened: "accepted", "failed", "unknown" (the provider may or may not have sent it),
+    "skipped" (not pending: already delivered, in flight, or gone) or "waiting" (the number's connection is not
+    online in this process: the message stays pending and is queued again when the number connects)."""
     with transaction.atomic():
         message = (
             Message.objects.select_for_update(of=("self",))
@@ -226,6 +232,8 @@ def message_deliver(*, message_id: int) -> str:
                 error_reason=f"The number {message.number.alias} was deactivated before the message was sent.",
             )
             return "failed"
+        if not number_can_send_here(number=message.number):
+            return "waiting"
         message.status, message.status_at = Message.Status.SENDING, timezone.now()
         message.save(update_fields=["status", "status_at", "updated_at"])
 
@@ -251,6 +259,19 @@ def message_deliver(*, message_id: int) -> str:
     return "accepted"
 
 
+def outbound_pending_enqueue(*, number: WhatsAppNumber) -> int:
+    """Queue again every pending message of `number` (its connection just came online). Safe: a message is
+    handed to the provider only while pending, once."""
+    pending = list(
+        Message.objects.filter(number=number, direction=Message.Direction.OUTBOUND, status=Message.Status.PENDING)
+        .order_by("status_at", "pk")
+        .values_list("pk", flat=True)
+    )
+    for message_id in pending:
+        _enqueue(message_id, number)
+    return len(pending)
+
+
 def outbound_messages_sweep() -> dict[str, int]:
     """Beat's outbound housekeeping: queue again messages still `pending` after OUTBOUND_PENDING_REQUEUE_AFTER
     seconds (their task was lost; they never reached a provider, so this is safe), and mark `unknown` those
@@ -262,11 +283,14 @@ def outbound_messages_sweep() -> dict[str, int]:
             status=Message.Status.PENDING,
             status_at__lt=now - timedelta(seconds=settings.OUTBOUND_PENDING_REQUEUE_AFTER),
         )
+        # A WhatsApp Web or sandbox number that is offline keeps its messages; they are queued when it connects.
+        .exclude(Q(number__engine__in=connection_engine_names()) & ~Q(number__session__state=SessionState.CONNECTED))
+        .select_related("number")
         .order_by("status_at")
-        .values_list("pk", flat=True)[:5000]
+        .only("pk", "number")[:5000]
     )
-    for message_id in pending:
-        _enqueue(message_id)
+    for message in pending:
+        _enqueue(message.pk, message.number)
 
     stale = Message.objects.filter(
         direction=Message.Direction.OUTBOUND,

@@ -12,6 +12,7 @@ from sessions.engines.base import Engine
 
 ENGINES: dict[str, str] = {
     "cloud": "sessions.engines.cloud.CloudEngine",
+    "sandbox": "sessions.engines.sandbox.SandboxEngine",
 }
 
 
@@ -28,3 +29,8 @@ def engine_class(name: str) -> type[Engine]:
 
 def get_engine(name: str) -> Engine:
     return engine_class(name)()
+
+
+def connection_engine_names() -> list[str]:
+    """Engines whose numbers are connected by a sessions worker (WhatsApp Web, sandbox)."""
+    return [name for name in ENGINES if getattr(engine_class(name), "owns_connections", False)]

@@ -89,6 +89,7 @@ class CloudEngine:
     name = "cloud"
     reply_window = timedelta(hours=24)  # Meta's customer-service window
     supports_templates = True
+    owns_connections = False  # stateless HTTP: any worker sends
 
     def __init__(self, client: httpx.Client | None = None) -> None:
         self._client = client if client is not None else _shared_client()

@@ -133,7 +133,8 @@ def test_commands_match_the_procfile(compose):
         assert command[:4] == ["celery", "-A", "config", "worker"]
         assert option(command, "-Q") == option(procfile[name], "-Q")
         assert option(command, "-n") == option(procfile[name], "-n") == f"{name}@%h"
-    assert "--concurrency=1" in services["sessions"]["command"]
+    # the sessions worker sends from the process holding the connections: threads pool, in both
+    assert option(services["sessions"]["command"], "-P") == option(procfile["sessions"], "-P") == "threads"
     assert services["beat"]["command"][:4] == procfile["beat"][:4] == ["celery", "-A", "config", "beat"]
 
     web = services["web"]["command"]

@@ -65,6 +65,16 @@ def test_demo_setup_creates_the_demo_login_prints_it_and_keeps_it(tmp_path, sett
     admin = get_user_model().objects.get(username="admin")
     assert admin.is_staff and admin.is_superuser and admin.check_password(password)
 
+    # a sandbox number, already paired, in a queue whose agent is the demo login
+    from sessions.models import WhatsAppNumber
+
+    number = WhatsAppNumber.objects.select_related("session", "queue").get(phone_number_id="sandbox-demo")
+    assert number.engine == "sandbox" and number.is_active
+    assert number.session.device_jid and number.session.keep_connected
+    assert number.sandbox_account.device_jid == number.session.device_jid
+    assert number.queue.memberships.filter(user=admin).exists()
+    assert "Sandbox number: Demo sandbox" in first.stdout
+
 
 def test_demo_setup_refuses_to_run_without_debug():
     result = run_manage("demo_setup", env=project_env())

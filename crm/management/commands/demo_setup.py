@@ -1,4 +1,5 @@
-"""Create (or refresh) the demo staff login and print it. Used by `make run`; never in production."""
+"""Create (or refresh) the demo staff login and print it, and seed a sandbox number in a queue with the demo login
+as its agent, so a new install shows the whole product at once. Used by `make run`; never in production."""
 
 from __future__ import annotations
 
@@ -42,6 +43,39 @@ class Command(BaseCommand):
                 user.set_password(password)
                 user.save()
             ClientMembership.objects.get_or_create(user=user, client=client_get_default())
+            number = _seed_sandbox_number(user)
         path.write_text(password + "\n")
         path.chmod(0o600)
         self.stdout.write(self.style.SUCCESS(f"Demo staff login: {username} / {password}"))
+        self.stdout.write(
+            f"Sandbox number: {number.alias} ({number.display_number}) in queue {number.queue.name}, connected by "
+            "the sessions worker without a QR code."
+        )
+
+
+DEMO_NUMBER_ID = "sandbox-demo"
+
+
+def _seed_sandbox_number(user):
+    """The demo's sandbox number, already paired (as if its QR code had been scanned), in a queue whose agent is
+    the demo login. Left as it is when it exists: staff may have changed it."""
+    from queues.models import AgentAvailability, Queue, QueueMembership
+    from sessions.models import NumberSession, SandboxAccount, WhatsAppNumber
+    from sessions.services import number_session_ensure
+
+    client = client_get_default()
+    queue, _ = Queue.objects.get_or_create(client=client, name="Demo support")
+    QueueMembership.objects.get_or_create(queue=queue, user=user)
+    AgentAvailability.objects.get_or_create(user=user)
+    number, created = WhatsAppNumber.objects.get_or_create(
+        phone_number_id=DEMO_NUMBER_ID,
+        defaults={"client": client, "alias": "Demo sandbox", "display_number": "+51 999 000 100", "engine": "sandbox"},
+    )
+    if created:
+        number.queue = queue
+        number.save(update_fields=["queue", "updated_at"])
+        number_session_ensure(number=number)
+        jid = "51999000100.0:1@s.whatsapp.net"
+        NumberSession.objects.filter(number=number).update(device_jid=jid, keep_connected=True)
+        SandboxAccount.objects.update_or_create(number=number, defaults={"device_jid": jid})
+    return number

@@ -1,0 +1,39 @@
+"""The live connections of this process, by number id (docs/sessions.md "Ownership").
+
+Only the supervisor of a sessions worker registers connections, for the numbers whose lease it holds; a send task
+for such a number runs in that worker (it consumes the number's own queue) and finds the connection here.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from sessions.engines.base import Connection
+
+_connections: dict[int, Connection] = {}
+_lock = threading.Lock()
+
+
+def live_connection(number_id: int) -> Connection | None:
+    """The number's connection if this process holds it and it is online."""
+    with _lock:
+        connection = _connections.get(number_id)
+    if connection is None or not getattr(connection, "connected", False):
+        return None
+    return connection
+
+
+def connection_register(number_id: int, connection: Connection) -> None:
+    with _lock:
+        _connections[number_id] = connection
+
+
+def connection_unregister(number_id: int, connection: Connection | None = None) -> None:
+    with _lock:
+        if connection is None or _connections.get(number_id) is connection:
+            _connections.pop(number_id, None)
+
+
+def number_queue(number_id: int) -> str:
+    """The Celery queue of sends for a number whose connection one sessions worker owns."""
+    return f"sessions.number.{number_id}"

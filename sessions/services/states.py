@@ -1,0 +1,221 @@
+"""Session states: every transition stored with its reason and time, outage windows, and live events
+(docs/sessions.md "States").
+
+The supervisor of the sessions worker is the one writer of what a connection reports (`session_state_set`);
+staff and developers ask for changes (`session_connect_request`, `session_disconnect_request`, `session_reset`)
+and the supervisor that owns the number carries them out, woken through Redis.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from crm.events import client_group, publish_on_commit
+from sessions.leases import redis_connection
+from sessions.models import NumberSession, SessionOutage, SessionState, SessionStateChange, WhatsAppNumber
+
+logger = logging.getLogger(__name__)
+
+CONTROL_CHANNEL = "sessions:control"
+
+# A session may end up disconnected, in error, logged out, in conflict or banned from any state; the way up is
+# connecting -> (waiting_qr ->) connected.
+OUTCOMES = frozenset(
+    {SessionState.DISCONNECTED, SessionState.ERROR, SessionState.LOGGED_OUT, SessionState.CONFLICT, SessionState.BANNED}
+)
+ALLOWED_FROM: dict[str, frozenset[str]] = {
+    SessionState.CONNECTING: OUTCOMES,
+    SessionState.WAITING_QR: frozenset({SessionState.CONNECTING, SessionState.WAITING_QR}),
+    SessionState.CONNECTED: frozenset({SessionState.CONNECTING, SessionState.WAITING_QR}),
+    **{state: frozenset(SessionState.values) for state in OUTCOMES},
+}
+
+
+class SessionStateError(Exception):
+    """A transition the state machine does not allow; nothing was written."""
+
+
+def _event(session: NumberSession, number: WhatsAppNumber) -> dict[str, Any]:
+    return {
+        "type": "session.state",
+        "data": {
+            "number": number.pk,
+            "alias": number.alias,
+            "state": session.state,
+            "state_display": session.get_state_display(),
+            "reason": session.state_reason,
+            "since": session.state_changed_at.isoformat() if session.state_changed_at else None,
+            "qr_code": session.qr_code,
+            "qr_expires_at": session.qr_expires_at.isoformat() if session.qr_expires_at else None,
+            "pairing_code": session.pairing_code,
+            "owner": session.owner,
+        },
+    }
+
+
+@transaction.atomic
+def session_state_set(
+    *,
+    number_id: int,
+    state: str,
+    reason: str = "",
+    owner: str | None = None,
+    device_jid: str | None = None,
+    qr_code: str | None = None,
+    qr_expires_at: datetime | None = None,
+    banned_until: datetime | None = None,
+    keep_connected: bool | None = None,
+    at: datetime | None = None,
+) -> bool:
+    """Move the number's session to `state` for `reason`. True when the state or reason changed (then a history row
+    is written, outage windows opened or closed, and staff told live); the same state and reason again only
+    updates the other fields given. Raises `SessionStateError` for a transition the machine does not allow."""
+    now = at or timezone.now()
+    session = NumberSession.objects.select_for_update().select_related("number").get(number_id=number_id)
+    number = session.number
+    previous = session.state
+    if state not in ALLOWED_FROM or (state != previous and previous not in ALLOWED_FROM[state]):
+        raise SessionStateError(f"number {number_id}: {previous} -> {state} is not a session transition")
+    reason = reason[:255]
+    changed = previous != state or session.state_reason != reason
+    fields = {"updated_at"}
+
+    def put(name: str, value: Any) -> None:
+        if getattr(session, name) != value:
+            setattr(session, name, value)
+            fields.add(name)
+
+    if changed:
+        put("state", state)
+        put("state_reason", reason)
+        put("state_changed_at", now)
+    if owner is not None:
+        put("owner", owner)
+    if device_jid is not None:
+        put("device_jid", device_jid)
+    if keep_connected is not None:
+        put("keep_connected", keep_connected)
+    if state == SessionState.WAITING_QR:
+        if qr_code is not None:
+            put("qr_code", qr_code)
+            put("qr_expires_at", qr_expires_at)
+    else:
+        put("qr_code", "")
+        put("qr_expires_at", None)
+        put("pairing_code", "")
+    if state == SessionState.BANNED:
+        put("banned_until", banned_until)
+    elif banned_until is None and state == SessionState.CONNECTED:
+        put("banned_until", None)
+    if state == SessionState.CONNECTED and previous != SessionState.CONNECTED:
+        put("last_connected_at", now)
+    if len(fields) == 1:
+        return False
+    session.save(update_fields=sorted(fields))
+
+    if changed:
+        SessionStateChange.objects.create(
+            number_id=number_id, from_state=previous, state=state, reason=reason, owner=session.owner, created_at=now
+        )
+        if previous == SessionState.CONNECTED and state != SessionState.CONNECTED:
+            SessionOutage.objects.create(number_id=number_id, started_at=now, reason=reason or state)
+        elif state == SessionState.CONNECTED:
+            open_outage = SessionOutage.objects.filter(number_id=number_id, ended_at__isnull=True)
+            open_outage.update(ended_at=now, updated_at=now)
+        logger.info("session %s: %s -> %s (%s)", number_id, previous, state, reason or "-")
+    publish_on_commit(client_group(number.client_id), _event(session, number))
+    return changed
+
+
+@transaction.atomic
+def session_pairing_code_set(*, number_id: int, code: str) -> None:
+    session = NumberSession.objects.select_for_update().select_related("number").get(number_id=number_id)
+    session.pairing_code = code
+    session.save(update_fields=["pairing_code", "updated_at"])
+    publish_on_commit(client_group(session.number.client_id), _event(session, session.number))
+
+
+def control_publish(action: str, number_id: int, **data: Any) -> None:
+    """Tell every supervisor (after commit) that a number needs attention: `wake` (re-read what staff want) or
+    `logout`. A supervisor that does not own the number ignores it; one that is down finds out on its next tick."""
+
+    def send() -> None:
+        try:
+            redis_connection().publish(CONTROL_CHANNEL, json.dumps({"action": action, "number": number_id, **data}))
+        except Exception:  # the supervisors still see the change on their next heartbeat
+            logger.warning("could not notify the sessions workers about number %s (%s)", number_id, action)
+
+    transaction.on_commit(send)
+
+
+@transaction.atomic
+def session_connect_request(*, number: WhatsAppNumber) -> NumberSession:
+    """Staff want the number connected and kept connected: the owning supervisor (or the first with a free
+    lease) connects it, showing a QR code when it has no paired device."""
+    _require_connection_engine(number)
+    if not number.is_active:
+        raise SessionActionError(f"{number.alias} is inactive; activate it before connecting it.")
+    session = NumberSession.objects.select_for_update().get(number=number)
+    if not session.keep_connected:
+        session.keep_connected = True
+        session.reconnect_attempts = 0
+        session.save(update_fields=["keep_connected", "reconnect_attempts", "updated_at"])
+    control_publish("wake", number.pk)
+    return session
+
+
+@transaction.atomic
+def session_disconnect_request(*, number: WhatsAppNumber) -> NumberSession:
+    """Staff want the number offline (keeping its device paired); its owner closes the connection."""
+    _require_connection_engine(number)
+    session = NumberSession.objects.select_for_update().get(number=number)
+    if session.keep_connected:
+        session.keep_connected = False
+        session.save(update_fields=["keep_connected", "updated_at"])
+    control_publish("wake", number.pk)
+    return session
+
+
+class SessionActionError(Exception):
+    """The action does not apply to this number; nothing was changed."""
+
+
+def _require_connection_engine(number: WhatsAppNumber) -> None:
+    from sessions.engines import connection_engine_names
+
+    if number.engine not in connection_engine_names():
+        raise SessionActionError(
+            f"{number.alias} uses the {number.get_engine_display()}, which has no connection to manage; "
+            "only WhatsApp Web and sandbox numbers do."
+        )
+
+
+def session_reset(*, number: WhatsAppNumber) -> NumberSession:
+    """Log the number out and delete its device data: state `disconnected`, ready for a new QR code on Connect.
+    The worker holding its connection logs it out and lets it go."""
+    from sessions.engines import get_engine
+    from sessions.services.numbers import number_attention_clear
+
+    _require_connection_engine(number)
+    with transaction.atomic():
+        session = NumberSession.objects.select_for_update().get(number=number)
+        if session.device_jid:
+            get_engine(number.engine).forget_device(number=number, device_jid=session.device_jid)
+        NumberSession.objects.filter(pk=session.pk).update(reconnect_attempts=0, banned_until=None)
+        session_state_set(
+            number_id=number.pk,
+            state=SessionState.DISCONNECTED,
+            reason="Reset: device data removed; connect again for a new QR code",
+            device_jid="",
+            keep_connected=False,
+        )
+        number_attention_clear(number=number)
+        control_publish("logout", number.pk)
+    session.refresh_from_db()
+    return session
