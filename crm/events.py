@@ -39,6 +39,11 @@ def client_group(client_id: int) -> str:
     return f"client.{client_id}"
 
 
+def sessions_group(client_id: int | None) -> str:
+    """Session states of one client's numbers (`None`: of every client), for staff pages (docs/sessions.md)."""
+    return "sessions.all" if client_id is None else f"sessions.client.{client_id}"
+
+
 MAX_EVENTS_PER_MESSAGE = 100
 
 

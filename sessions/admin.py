@@ -3,15 +3,37 @@ from contextvars import ContextVar
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponseNotAllowed, HttpResponseRedirect
+from django.db.models import Subquery
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.safestring import mark_safe
+from django.utils.timesince import timesince
 
 from conversations.services import conversation_route_unrouted
-from crm.admin_scope import ClientScopedAdmin
-from sessions.models import NumberSession, RegistrySyncRun, WhatsAppNumber
-from sessions.selectors import registry_report_for_user
-from sessions.services import number_attention_clear, number_session_ensure, number_sync_from_registry
+from crm.admin_scope import ClientScopedAdmin, ClientScopedTabularInline
+from sessions.engines import connection_engine_names
+from sessions.models import (
+    NumberSession,
+    RegistrySyncRun,
+    SessionOutage,
+    SessionState,
+    SessionStateChange,
+    WhatsAppNumber,
+)
+from sessions.qr import qr_svg
+from sessions.selectors import registry_report_for_user, session_state_data
+from sessions.services import (
+    SessionActionError,
+    number_attention_clear,
+    number_session_ensure,
+    number_sync_from_registry,
+    session_connect_request,
+    session_disconnect_request,
+    session_pairing_code_request,
+    session_reset,
+)
 
 MAX_REPORT_MESSAGES = 25
 _viewer: ContextVar = ContextVar("registry_run_viewer")
@@ -56,13 +78,61 @@ class AttentionFilter(admin.SimpleListFilter):
         return queryset
 
 
+HISTORY_ROWS = 50
+
+
+class _ReadOnlyInline(ClientScopedTabularInline):
+    extra = 0
+    can_delete = False
+    show_change_link = False
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def get_queryset(self, request):
+        # The newest rows only: a number reconnecting for years has a long history.
+        queryset = super().get_queryset(request)
+        newest = queryset.order_by(*self.model._meta.ordering).values("pk")[:HISTORY_ROWS]
+        return queryset.filter(pk__in=Subquery(newest))
+
+
+class SessionStateChangeInline(_ReadOnlyInline):
+    model = SessionStateChange
+    verbose_name_plural = f"session state history (newest {HISTORY_ROWS})"
+    fields = readonly_fields = ["created_at", "from_state", "state", "reason", "owner"]
+
+
+class SessionOutageInline(_ReadOnlyInline):
+    model = SessionOutage
+    verbose_name_plural = f"outage windows (newest {HISTORY_ROWS})"
+    fields = readonly_fields = ["started_at", "ended_at", "lasted", "reason"]
+
+    @admin.display(description="lasted")
+    def lasted(self, obj: SessionOutage) -> str:
+        return timesince(obj.started_at, obj.ended_at or timezone.now()) + ("" if obj.ended_at else " (ongoing)")
+
+
+SESSION_ACTIONS = {
+    "connect": (session_connect_request, "Connect requested: a sessions worker connects {alias} now."),
+    "disconnect": (session_disconnect_request, "Disconnect requested: {alias} goes offline and stays paired."),
+    "reset": (session_reset, "{alias} was logged out and its device data deleted; connect it for a new QR code."),
+    "pairing-code": (
+        session_pairing_code_request,
+        "Pairing code asked for {alias}; it shows beside the QR code.",
+    ),
+}
+
+
 @admin.register(WhatsAppNumber)
 class WhatsAppNumberAdmin(ClientScopedAdmin):
     list_display = ["alias", "display_number", "client", "engine", "queue", "is_active", "state", "token", "attention"]
     list_editable = ["queue"]
     list_filter = [QueueAssignmentFilter, ActiveFilter, AttentionFilter, "engine", "client", "queue"]
-    actions = ["clear_attention"]
-    readonly_fields = ["attention_reason", "attention_since"]
+    actions = ["clear_attention", "connect_sessions", "disconnect_sessions"]
+    readonly_fields = ["attention_reason", "attention_since", "session_panel"]
     search_fields = ["alias", "display_number", "phone_number_id", "waba_id"]
     list_select_related = ["client", "queue", "session"]
     autocomplete_fields = ["queue"]
@@ -71,6 +141,79 @@ class WhatsAppNumberAdmin(ClientScopedAdmin):
         ("Meta Cloud API", {"fields": ["phone_number_id", "waba_id", "access_token", "verify_token"]}),
         ("Attention", {"fields": ["attention_reason", "attention_since"]}),
     ]
+    change_form_template = "admin/wa_sessions/whatsappnumber/change_form.html"
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        buttons = [
+            ("connect", "Connect", "Connect now and keep connected (a QR code appears when no device is paired)"),
+            ("disconnect", "Disconnect", "Go offline and stay paired"),
+            ("reset", "Reset session", "Log out and delete the device data; a new QR scan is needed"),
+            ("pairing-code", "Pair with a code", "Get a code to type on the phone instead of scanning the QR code"),
+        ]
+        extra_context = {**(extra_context or {}), "session_buttons": buttons}
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is not None and obj.engine in connection_engine_names():
+            fieldsets = [("Connection", {"fields": ["session_panel"]}), *fieldsets]
+        return fieldsets
+
+    def get_inlines(self, request, obj=None):
+        if obj is not None and obj.engine in connection_engine_names():
+            return [SessionStateChangeInline, SessionOutageInline]
+        return []
+
+    @admin.display(description="session")
+    def session_panel(self, obj: WhatsAppNumber) -> str:
+        """State with its age and reason, the QR code while waiting for a scan; kept live by session_live.html."""
+        session = number_session_ensure(number=obj)
+        since = session.state_changed_at
+        qr_url = reverse("admin:wa_sessions_whatsappnumber_session_qr", args=[obj.pk])
+        waiting = session.state == SessionState.WAITING_QR and session.qr_code
+        return format_html(
+            '<div id="session-panel" data-session-panel="{}" data-qr-url="{}">'
+            '<p><strong class="session-state" data-session-number="{}" data-state="{}">{}</strong> '
+            '<span class="session-since" data-since="{}">{}</span></p>'
+            '<p class="session-reason">{}</p>'
+            '<p class="session-owner help">{}</p>'
+            '<div class="session-qr"{}><img alt="QR code to scan with WhatsApp" width="256" height="256" src="{}">'
+            "<p>Scan with WhatsApp → Linked devices. "
+            '<a class="session-simulator" href="{}" target="_blank">Open the sandbox phone</a> (sandbox numbers).</p>'
+            '<p class="session-pairing-code">{}</p></div></div>',
+            obj.pk,
+            qr_url,
+            obj.pk,
+            session.state,
+            session.get_state_display(),
+            since.isoformat() if since else "",
+            f"for {timesince(since)}" if since else "",
+            session.state_reason,
+            f"Held by {session.owner}" if session.owner else "No sessions worker has held it yet.",
+            "" if waiting else mark_safe(' hidden="hidden"'),
+            f"{qr_url}?v={session_state_data(session=session, number=obj)['qr_version']}" if waiting else "",
+            reverse("sandbox-device", args=[obj.pk]),
+            f"Pairing code: {session.pairing_code}" if session.pairing_code else "",
+        )
+
+    @admin.action(description="Connect the selected WhatsApp Web / sandbox numbers and keep them connected")
+    def connect_sessions(self, request, queryset) -> None:
+        self._bulk_session_action(request, queryset, session_connect_request, "connect requested")
+
+    @admin.action(description="Disconnect the selected WhatsApp Web / sandbox numbers (they stay paired)")
+    def disconnect_sessions(self, request, queryset) -> None:
+        self._bulk_session_action(request, queryset, session_disconnect_request, "disconnect requested")
+
+    def _bulk_session_action(self, request, queryset, action, done: str) -> None:
+        numbers = list(queryset.filter(engine__in=connection_engine_names()))
+        for number in numbers:
+            try:
+                action(number=number)
+            except SessionActionError as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+        skipped = queryset.count() - len(numbers)
+        note = f"; {skipped} Cloud API number(s) skipped (they have no connection)" if skipped else ""
+        self.message_user(request, f"{len(numbers)} number(s): {done}{note}.")
 
     @admin.display(description="attention", ordering="attention_since")
     def attention(self, obj: WhatsAppNumber) -> str:
@@ -85,7 +228,14 @@ class WhatsAppNumberAdmin(ClientScopedAdmin):
     @admin.display(description="session")
     def state(self, obj: WhatsAppNumber) -> str:
         session = getattr(obj, "session", None)
-        return session.get_state_display() if session else "—"
+        if session is None:
+            return "—"
+        return format_html(
+            '<span class="session-state" data-session-number="{}" data-state="{}">{}</span>',
+            obj.pk,
+            session.state,
+            session.get_state_display(),
+        )
 
     @admin.display(description="access token")
     def token(self, obj: WhatsAppNumber) -> str:
@@ -116,7 +266,44 @@ class WhatsAppNumberAdmin(ClientScopedAdmin):
 
     def get_urls(self):
         sync = self.admin_site.admin_view(self.sync_registry_view)
-        return [path("sync-registry/", sync, name="wa_sessions_whatsappnumber_sync_registry"), *super().get_urls()]
+        action = self.admin_site.admin_view(self.session_action_view)
+        qr = self.admin_site.admin_view(self.session_qr_view)
+        return [
+            path("sync-registry/", sync, name="wa_sessions_whatsappnumber_sync_registry"),
+            path("<int:object_id>/session/qr.svg", qr, name="wa_sessions_whatsappnumber_session_qr"),
+            path("<int:object_id>/session/<str:action>/", action, name="wa_sessions_whatsappnumber_session_action"),
+            *super().get_urls(),
+        ]
+
+    def session_action_view(self, request: HttpRequest, object_id: int, action: str):
+        """Connect, disconnect or reset one number (POST from its change form's buttons)."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        number = self.get_object(request, str(object_id))
+        if number is None or action not in SESSION_ACTIONS:
+            raise Http404("No such number or action.")
+        if not self.has_change_permission(request, number):
+            raise PermissionDenied
+        service, done = SESSION_ACTIONS[action]
+        try:
+            service(number=number)
+        except SessionActionError as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+        else:
+            self.message_user(request, done.format(alias=number.alias), messages.SUCCESS)
+        return HttpResponseRedirect(reverse("admin:wa_sessions_whatsappnumber_change", args=[number.pk]))
+
+    def session_qr_view(self, request: HttpRequest, object_id: int):
+        """The QR code to scan, as SVG, while the number waits for a scan; 404 otherwise."""
+        number = self.get_object(request, str(object_id))
+        if number is None or not self.has_view_or_change_permission(request, number):
+            raise Http404("No such number.")
+        session = NumberSession.objects.filter(number=number).first()
+        if session is None or session.state != SessionState.WAITING_QR or not session.qr_code:
+            raise Http404("The number is not waiting for a QR scan.")
+        response = HttpResponse(qr_svg(session.qr_code), content_type="image/svg+xml")
+        response["Cache-Control"] = "no-store"
+        return response
 
     def changelist_view(self, request, extra_context=None):
         extra_context = {**(extra_context or {}), "can_sync_registry": self.can_sync_registry(request)}

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db.models import Q, QuerySet
@@ -12,7 +14,7 @@ from crm.models import Client
 from crm.selectors import client_ids_visible_to, client_scope
 from sessions.connections import live_connection, number_queue
 from sessions.engines import EngineUnavailable, engine_class
-from sessions.models import RegistrySyncRun, WhatsAppNumber
+from sessions.models import NumberSession, RegistrySyncRun, SessionState, WhatsAppNumber
 from sessions.registry import e164_or_none
 
 
@@ -128,3 +130,32 @@ def registry_report_for_user(report: dict, *, user: AbstractBaseUser) -> dict:
             f"registry, {len(scoped['without_queue'])} without queue"
         )
     return scoped
+
+
+def session_state_data(*, session: NumberSession, number: WhatsAppNumber) -> dict[str, Any]:
+    """What a staff page shows of a number's session: the payload of `session.state` events and snapshots."""
+    return {
+        "number": number.pk,
+        "alias": number.alias,
+        "engine": number.engine,
+        "state": session.state,
+        "state_display": session.get_state_display(),
+        "reason": session.state_reason,
+        "since": session.state_changed_at.isoformat() if session.state_changed_at else None,
+        "keep_connected": session.keep_connected,
+        "waiting_qr": bool(session.state == SessionState.WAITING_QR and session.qr_code),
+        "qr_version": hashlib.sha256(session.qr_code.encode()).hexdigest()[:12] if session.qr_code else "",
+        "qr_expires_at": session.qr_expires_at.isoformat() if session.qr_expires_at else None,
+        "pairing_code": session.pairing_code,
+        "owner": session.owner,
+    }
+
+
+SNAPSHOT_LIMIT = 2000
+
+
+def session_snapshot_for_user(*, user: AbstractBaseUser) -> list[dict[str, Any]]:
+    """The current session of every number `user` may see (at most SNAPSHOT_LIMIT): what a staff page gets first
+    when its WebSocket opens, before any change."""
+    sessions = client_scope(NumberSession.objects.select_related("number").order_by("number_id"), user)[:SNAPSHOT_LIMIT]
+    return [session_state_data(session=s, number=s.number) for s in sessions]

@@ -229,6 +229,13 @@ class Supervisor(threading.Thread):
                     held.connection.logout()
                 self._drop(number_id)
                 self.leases.release(number_id)
+            elif action == "pairing_code" and number_id in self.held:
+                held = self.held[number_id]
+                if held.connection is not None:
+                    try:
+                        held.connection.request_pairing_code(held.number.e164.lstrip("+"))
+                    except Exception as exc:
+                        logger.warning("number %s: no pairing code: %s", number_id, exc)
             elif action == "restart" and number_id in self.held:
                 held = self.held[number_id]
                 if held.connection is not None:

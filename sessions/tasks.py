@@ -8,7 +8,7 @@ from celery import shared_task
 from django.conf import settings
 
 from sessions.models import RegistrySyncRun
-from sessions.services import number_sync_from_registry
+from sessions.services import number_sync_from_registry, sessions_check
 
 logger = logging.getLogger(__name__)
 
@@ -21,3 +21,9 @@ def number_sync_from_registry_task() -> dict:
         return {"skipped": "WHATSAPP_CONNECTIONS_FILE is not set"}
     run = number_sync_from_registry(trigger=RegistrySyncRun.Trigger.SCHEDULE)
     return {"run": run.pk, "success": run.success, "summary": run.summary}
+
+
+@shared_task(queue="default")
+def sessions_check_task() -> dict[str, int]:
+    """Beat, every 5 minutes: every WhatsApp Web / sandbox number held, heartbeating and consistent."""
+    return sessions_check()

@@ -119,7 +119,8 @@ def sandbox_customer_read(*, number: WhatsAppNumber, phone: str) -> int:
 
 
 def sandbox_scan(*, number: WhatsAppNumber, code: str) -> None:
-    """The phone scans `code` (what the admin shows while the number waits for a QR scan)."""
+    """The phone scans `code` (what the admin shows while the number waits for a QR scan), or the owner types the
+    pairing code the admin shows."""
     _push(number.pk, {"type": "scan", "code": code})
 
 
@@ -192,6 +193,7 @@ class SandboxConnection:
         self.listener = listener
         self.qr_timeout = qr_timeout
         self.qr_code = ""
+        self.pairing_code = ""
         self.qr_deadline = 0.0
         self.connected = False
         self.online_at = 0.0
@@ -238,7 +240,7 @@ class SandboxConnection:
         if self.connected or not self.qr_code:
             raise SendError("not_pairing", "The number is not waiting to be paired.")
         code = f"{secrets.randbelow(10**8):08d}"
-        self.qr_code = f"{self.qr_code}|code:{code}"
+        self.pairing_code = code
         self.listener.on_pairing_code(self.number_id, f"{code[:4]}-{code[4:]}")
         return code
 
@@ -289,8 +291,7 @@ class SandboxConnection:
         from before the connection came online is passed over."""
         if not self.connected:
             for event in events:
-                codes = (self.qr_code, self.qr_code.split("|")[0])
-                if event.get("type") == "scan" and self.qr_code and event.get("code") in codes:
+                if event.get("type") == "scan" and self._matches(str(event.get("code", ""))):
                     self._paired()
                     break
             return 0
@@ -310,6 +311,13 @@ class SandboxConnection:
         self._flush(messages, receipts)
         return taken
 
+    def _matches(self, code: str) -> bool:
+        """A scan of the QR code shown, or the pairing code typed on the phone (any spacing or dashes)."""
+        if not self.qr_code:
+            return False
+        typed = "".join(ch for ch in code if ch.isdigit())
+        return code == self.qr_code or bool(self.pairing_code and typed == self.pairing_code)
+
     def _flush(self, messages: list, receipts: list) -> None:
         if messages:
             self.listener.on_messages(self.number_id, messages)
@@ -322,7 +330,7 @@ class SandboxConnection:
             account = SandboxAccount.objects.select_for_update().get_or_create(number_id=self.number_id)[0]
             account.device_jid, account.paired_at = jid, timezone.now()
             account.save(update_fields=["device_jid", "paired_at", "updated_at"])
-        self.device_jid, self.qr_code = jid, ""
+        self.device_jid, self.qr_code, self.pairing_code = jid, "", ""
         self._online()
 
     def _fault(self, kind: str) -> None:

@@ -2,9 +2,11 @@
 
 - `numbers`: a number's session row, sending through its engine, the attention flag;
 - `registry_sync`: the JSON connection registry reconciled into the numbers table;
-- `states`: session states, their history and outages, and what staff ask of a connection.
+- `states`: session states, their history and outages, and what staff ask of a connection;
+- `health`: the 5-minute check of every session.
 """
 
+from sessions.services.health import sessions_check
 from sessions.services.numbers import (
     number_attention_clear,
     number_attention_set,
@@ -17,6 +19,7 @@ from sessions.services.states import (
     SessionStateError,
     session_connect_request,
     session_disconnect_request,
+    session_pairing_code_request,
     session_reset,
     session_state_set,
 )
@@ -27,8 +30,10 @@ __all__ = [
     "SessionStateError",
     "session_connect_request",
     "session_disconnect_request",
+    "session_pairing_code_request",
     "session_reset",
     "session_state_set",
+    "sessions_check",
     "SyncReport",
     "number_attention_clear",
     "number_attention_set",

@@ -16,7 +16,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from crm.events import client_group, publish_on_commit
+from crm.events import publish_on_commit, sessions_group
 from sessions.leases import redis_connection
 from sessions.models import NumberSession, SessionOutage, SessionState, SessionStateChange, WhatsAppNumber
 
@@ -41,22 +41,13 @@ class SessionStateError(Exception):
     """A transition the state machine does not allow; nothing was written."""
 
 
-def _event(session: NumberSession, number: WhatsAppNumber) -> dict[str, Any]:
-    return {
-        "type": "session.state",
-        "data": {
-            "number": number.pk,
-            "alias": number.alias,
-            "state": session.state,
-            "state_display": session.get_state_display(),
-            "reason": session.state_reason,
-            "since": session.state_changed_at.isoformat() if session.state_changed_at else None,
-            "qr_code": session.qr_code,
-            "qr_expires_at": session.qr_expires_at.isoformat() if session.qr_expires_at else None,
-            "pairing_code": session.pairing_code,
-            "owner": session.owner,
-        },
-    }
+def _publish(session: NumberSession, number: WhatsAppNumber) -> None:
+    """The session's state to staff watching its client's numbers, and to those watching every client."""
+    from sessions.selectors import session_state_data
+
+    event = {"type": "session.state", "data": session_state_data(session=session, number=number)}
+    publish_on_commit(sessions_group(number.client_id), event)
+    publish_on_commit(sessions_group(None), event)
 
 
 @transaction.atomic
@@ -129,7 +120,7 @@ def session_state_set(
             open_outage = SessionOutage.objects.filter(number_id=number_id, ended_at__isnull=True)
             open_outage.update(ended_at=now, updated_at=now)
         logger.info("session %s: %s -> %s (%s)", number_id, previous, state, reason or "-")
-    publish_on_commit(client_group(number.client_id), _event(session, number))
+    _publish(session, number)
     return changed
 
 
@@ -138,7 +129,7 @@ def session_pairing_code_set(*, number_id: int, code: str) -> None:
     session = NumberSession.objects.select_for_update().select_related("number").get(number_id=number_id)
     session.pairing_code = code
     session.save(update_fields=["pairing_code", "updated_at"])
-    publish_on_commit(client_group(session.number.client_id), _event(session, session.number))
+    _publish(session, session.number)
 
 
 def control_publish(action: str, number_id: int, **data: Any) -> None:
@@ -166,6 +157,7 @@ def session_connect_request(*, number: WhatsAppNumber) -> NumberSession:
         session.keep_connected = True
         session.reconnect_attempts = 0
         session.save(update_fields=["keep_connected", "reconnect_attempts", "updated_at"])
+        _publish(session, number)
     control_publish("wake", number.pk)
     return session
 
@@ -178,6 +170,7 @@ def session_disconnect_request(*, number: WhatsAppNumber) -> NumberSession:
     if session.keep_connected:
         session.keep_connected = False
         session.save(update_fields=["keep_connected", "updated_at"])
+        _publish(session, number)
     control_publish("wake", number.pk)
     return session
 
@@ -194,6 +187,18 @@ def _require_connection_engine(number: WhatsAppNumber) -> None:
             f"{number.alias} uses the {number.get_engine_display()}, which has no connection to manage; "
             "only WhatsApp Web and sandbox numbers do."
         )
+
+
+def session_pairing_code_request(*, number: WhatsAppNumber) -> None:
+    """Staff want to pair by typing a code on the phone instead of scanning: the owner asks WhatsApp for one,
+    and it appears beside the QR code. Only while the number waits for a scan."""
+    _require_connection_engine(number)
+    session = NumberSession.objects.get(number=number)
+    if session.state != SessionState.WAITING_QR:
+        raise SessionActionError(
+            f"{number.alias} is not waiting to be paired ({session.get_state_display().lower()}); connect it first."
+        )
+    control_publish("pairing_code", number.pk)
 
 
 def session_reset(*, number: WhatsAppNumber) -> NumberSession:

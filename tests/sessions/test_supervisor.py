@@ -242,3 +242,21 @@ def test_backoff_doubles_from_one_second_up_to_the_maximum_with_jitter():
         assert all(max(1.0, ceiling / 2) <= d <= ceiling for d in delays), (attempt, min(delays), max(delays))
         if attempt > 1:
             assert len(set(delays)) > 1  # jittered
+
+
+def test_pairing_by_code_instead_of_the_qr_code(number, supervisor):
+    from sessions.services import session_pairing_code_request
+
+    supervisor()
+    wait_for(state_is(number, "waiting_qr"), what="a QR code")
+
+    session_pairing_code_request(number=number)
+
+    code = wait_for(lambda: session_of(number).pairing_code, what="the pairing code")
+    assert len(code) == 9 and code[4] == "-"
+    sandbox_scan(number=number, code="0000-0000" if code != "0000-0000" else "1111-1111")  # a wrong code
+    time.sleep(0.5)
+    assert session_of(number).state == "waiting_qr"
+    sandbox_scan(number=number, code=code)
+    wait_for(state_is(number, "connected"), what="connected with the code")
+    assert session_of(number).pairing_code == ""
