@@ -181,6 +181,8 @@ SESSIONS_BACKOFF_MAX = env.float("SESSIONS_BACKOFF_MAX", default=60)
 SESSIONS_STABLE_SECONDS = env.float("SESSIONS_STABLE_SECONDS", default=60)
 # Seconds a QR code waits to be scanned before the number goes back to "disconnected" (a new one on request).
 WHATSAPP_QR_TIMEOUT = env.float("WHATSAPP_QR_TIMEOUT", default=120)
+# WhatsApp Web connections through a proxy (socks5://host:port or http://host:port); empty: direct.
+WHATSAPP_WEB_PROXY = env.str("WHATSAPP_WEB_PROXY", default="")
 
 # --- Health ------------------------------------------------------------------------------------------------
 # Queues /healthz expects at least one worker to consume, and how stale beat's last tick may be.

@@ -13,6 +13,7 @@ from sessions.engines.base import Engine
 ENGINES: dict[str, str] = {
     "cloud": "sessions.engines.cloud.CloudEngine",
     "sandbox": "sessions.engines.sandbox.SandboxEngine",
+    "web": "sessions.engines.web.WebEngine",
 }
 
 

@@ -205,7 +205,7 @@ def test_an_inactive_number_cannot_send(conversation):
 
 
 def test_an_engine_that_cannot_send_is_refused_up_front(conversation):
-    conversation.number.engine = "web"
+    conversation.number.engine = "telegram"  # not registered in sessions.engines.ENGINES
     conversation.number.save()
 
     assert refused(conversation=conversation, text="Hola").code == "engine_unavailable"
