@@ -76,6 +76,26 @@ class Leases:
     def acquire(self, number_id: int) -> bool:
         return bool(self.redis.set(lease_key(number_id), self.owner, nx=True, px=self.ttl_ms))
 
+    def acquire_many(self, number_ids: Iterable[int]) -> tuple[list[int], float | None]:
+        """Try every lease in one round trip. Returns the numbers now ours, and the seconds until the first of the
+        others (held by someone else) expires: when to try again (None: nothing to wait for)."""
+        ids = list(number_ids)
+        if not ids:
+            return [], None
+        pipe = self.redis.pipeline(transaction=False)
+        for number_id in ids:
+            pipe.set(lease_key(number_id), self.owner, nx=True, px=self.ttl_ms)
+        taken = pipe.execute()
+        ours = [n for n, ok in zip(ids, taken, strict=True) if ok]
+        others = [n for n, ok in zip(ids, taken, strict=True) if not ok]
+        if not others:
+            return ours, None
+        pipe = self.redis.pipeline(transaction=False)
+        for number_id in others:
+            pipe.pttl(lease_key(number_id))
+        remaining = [ms for ms in pipe.execute() if ms is not None and ms >= 0]
+        return ours, (min(remaining) / 1000 if remaining else 0.0)
+
     def renew(self, number_ids: Iterable[int]) -> dict[int, bool]:
         """Extend the leases still ours; the answer says, per number, whether it is still ours."""
         ids = list(number_ids)

@@ -50,6 +50,9 @@ def backoff_delay(attempt: int, *, maximum: float, rng: random.Random | None = N
     return max(min(1.0, maximum), ceiling * (0.5 + rng.random() / 2))
 
 
+LIVE_STATES = (SessionState.CONNECTING, SessionState.WAITING_QR, SessionState.CONNECTED)
+
+
 @dataclass
 class _Held:
     number: WhatsAppNumber
@@ -75,6 +78,7 @@ class Supervisor(threading.Thread):
         self.cancel_queue = cancel_queue or (lambda name: None)
         self.held: dict[int, _Held] = {}
         self.events: queue.SimpleQueue[tuple] = queue.SimpleQueue()
+        self._retry_at: float | None = None  # when a lease someone else holds expires: try it then
         self._stopping = threading.Event()
         self._stopped = threading.Event()
         self._engines = connection_engine_names()
@@ -88,6 +92,8 @@ class Supervisor(threading.Thread):
         while not self._stopping.is_set():
             now = time.monotonic()
             due = [h.reconnect_at for h in self.held.values() if h.reconnect_at is not None]
+            if self._retry_at is not None:
+                due.append(self._retry_at)
             wait = max(0.0, min([next_tick, *due]) - now)
             try:
                 event = self.events.get(timeout=wait)
@@ -99,7 +105,7 @@ class Supervisor(threading.Thread):
                     if self._handle(event):
                         next_tick = 0.0
                     continue
-                if time.monotonic() >= next_tick:
+                if time.monotonic() >= next_tick or (self._retry_at and time.monotonic() >= self._retry_at):
                     self.tick()
                     next_tick = time.monotonic() + self.heartbeat
                 self._reconnect_due()
@@ -138,25 +144,37 @@ class Supervisor(threading.Thread):
         )
         for number_id in [n for n in self.held if n not in wanted]:
             self._release(number_id, state=SessionState.DISCONNECTED, reason="Disconnected on request")
-        for number_id in sorted(wanted - set(self.held)):
+        # Numbers whose lease another worker holds are tried again the moment it expires (a killed worker's numbers
+        # move over after the lease time, not up to a heartbeat later).
+        taken, expires_in = self.leases.acquire_many(sorted(wanted - set(self.held)))
+        self._retry_at = time.monotonic() + expires_in + 0.05 if expires_in is not None else None
+        sessions = NumberSession.objects.select_related("number").in_bulk(taken, field_name="number_id")
+        for number_id in taken:
             if self._stopping.is_set():
-                break
-            if self.leases.acquire(number_id):
-                self._take(number_id)
+                self.leases.release(number_id)
+                continue
+            self._take(sessions[number_id])
         if self.held:
             NumberSession.objects.filter(number_id__in=list(self.held)).update(heartbeat_at=now, owner=self.owner)
 
-    def _take(self, number_id: int) -> None:
-        number = WhatsAppNumber.objects.select_related("session").get(pk=number_id)
-        held = self.held[number_id] = _Held(number=number, attempts=number.session.reconnect_attempts)
+    def _take(self, session: NumberSession) -> None:
+        number, number_id = session.number, session.number_id
+        held = self.held[number_id] = _Held(number=number, attempts=session.reconnect_attempts)
         self.add_queue(number_queue(number_id))
         logger.info("sessions supervisor %s took number %s", self.owner, number_id)
-        self._open(held)
+        if session.state in LIVE_STATES and session.owner != self.owner:
+            # Its previous owner died holding it (its lease expired): the number has been offline since that
+            # owner's last heartbeat. Say so, and open the outage window from then.
+            since = session.heartbeat_at or timezone.now()
+            reason = f"Sessions worker {session.owner or '?'} stopped (last heartbeat {since:%H:%M:%S} UTC); taken over"
+            self._set(number_id, SessionState.DISCONNECTED, reason[:255], at=since)
+        self._open(held, session)
 
-    def _open(self, held: _Held) -> None:
+    def _open(self, held: _Held, session: NumberSession | None = None) -> None:
         number = held.number
         held.reconnect_at = None
-        session = NumberSession.objects.get(number=number)
+        if session is None:
+            session = NumberSession.objects.get(number=number)
         try:
             connection = get_engine(number.engine).open(
                 number=number, device_jid=session.device_jid, listener=self, qr_timeout=settings.WHATSAPP_QR_TIMEOUT
@@ -309,9 +327,11 @@ class Supervisor(threading.Thread):
         if held is not None:
             held.connected_since = time.monotonic()
         self._set(number_id, SessionState.CONNECTED, "Connected", device_jid=device_jid)
-        NumberSession.objects.filter(number_id=number_id, reconnect_attempts__gt=0).update(reconnect_attempts=0)
+        if held is None or held.attempts:
+            NumberSession.objects.filter(number_id=number_id, reconnect_attempts__gt=0).update(reconnect_attempts=0)
         if held is not None:
-            number_attention_clear(number=held.number)
+            if held.number.attention_since is not None:
+                number_attention_clear(number=held.number)
             from conversations.services.outbound import outbound_pending_enqueue
 
             outbound_pending_enqueue(number=held.number)

@@ -411,7 +411,10 @@ class _Hub:
 
     def _poke(self) -> None:
         try:
-            redis_connection().xadd(self._wake, {"wake": "1"}, maxlen=10, approximate=False)
+            pipe = redis_connection().pipeline(transaction=False)
+            pipe.xadd(self._wake, {"wake": "1"}, maxlen=10, approximate=False)
+            pipe.expire(self._wake, 3600)  # this process's key: gone an hour after its last use
+            pipe.execute()
         except redis.RedisError:
             logger.warning("sandbox hub: could not wake the reader; it looks again within a second")
 

@@ -117,6 +117,17 @@ def test_two_workers_share_the_numbers_and_a_killed_owners_numbers_move_over_wit
     assert time.monotonic() - killed_at < LEASE_SECONDS + 20
     assert {owner.split(":")[1] for owner in moved.values()} == {str(second.pid)}
     assert not SessionStateChange.objects.filter(number__in=numbers, state__in=["waiting_qr", "conflict"]).exists()
+    # the time offline is on record: from the killed worker's last heartbeat to the survivor's connection
+    for number in numbers:
+        *_, went_down, connecting, came_back = SessionStateChange.objects.filter(number=number).order_by(
+            "created_at", "id"
+        )
+        assert connecting.state == "connecting"
+        assert (went_down.from_state, went_down.state) == ("connected", "disconnected")
+        assert f":{first.pid}:" in went_down.reason and "taken over" in went_down.reason
+        assert came_back.state == "connected" and f":{second.pid}:" in came_back.owner
+        outage = number.outages.get()
+        assert outage.started_at == went_down.created_at and outage.ended_at is not None
 
 
 def test_a_reply_queued_while_the_number_is_offline_is_sent_once_when_a_worker_connects_it(workers):
