@@ -115,6 +115,15 @@ def test_staff_see_the_qr_code_scan_it_with_the_sandbox_phone_and_the_page_turns
         assert qr.is_hidden()
         session = NumberSession.objects.get(number=number)
         assert session.state == "connected" and session.device_jid
+
+        # the numbers list shows it live too: a drop injected from the phone appears without a reload
+        page.goto("/admin/wa_sessions/whatsappnumber/")
+        row = page.locator(f'#result_list [data-session-number="{number.pk}"]')
+        assert row.get_attribute("data-state") == "connected"
+        page.wait_for_selector('body[data-sessions-live="open"]')
+        phone.goto(f"/sandbox/numbers/{number.pk}/device/")
+        phone.click("#fault-conflict")
+        page.wait_for_selector(f'#result_list [data-session-number="{number.pk}"][data-state="conflict"]')
     except Exception:
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "session_pairing.png"), full_page=True)
