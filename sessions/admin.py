@@ -196,11 +196,16 @@ class WhatsAppNumberAdmin(ClientScopedAdmin):
             f"Pairing code: {session.pairing_code}" if session.pairing_code else "",
         )
 
-    @admin.action(description="Connect the selected WhatsApp Web / sandbox numbers and keep them connected")
+    @admin.action(
+        description="Connect the selected WhatsApp Web / sandbox numbers and keep them connected",
+        permissions=["change"],
+    )
     def connect_sessions(self, request, queryset) -> None:
         self._bulk_session_action(request, queryset, session_connect_request, "connect requested")
 
-    @admin.action(description="Disconnect the selected WhatsApp Web / sandbox numbers (they stay paired)")
+    @admin.action(
+        description="Disconnect the selected WhatsApp Web / sandbox numbers (they stay paired)", permissions=["change"]
+    )
     def disconnect_sessions(self, request, queryset) -> None:
         self._bulk_session_action(request, queryset, session_disconnect_request, "disconnect requested")
 
@@ -219,7 +224,9 @@ class WhatsAppNumberAdmin(ClientScopedAdmin):
     def attention(self, obj: WhatsAppNumber) -> str:
         return obj.attention_reason or "—"
 
-    @admin.action(description="Clear “needs attention” on the selected numbers (the cause was fixed)")
+    @admin.action(
+        description="Clear “needs attention” on the selected numbers (the cause was fixed)", permissions=["change"]
+    )
     def clear_attention(self, request, queryset) -> None:
         flagged = queryset.filter(attention_since__isnull=False)
         cleared = sum(number_attention_clear(number=number) for number in flagged)

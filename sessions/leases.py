@@ -31,6 +31,24 @@ end
 return out
 """
 
+# KEYS: lease keys; ARGV[1]: owner, ARGV[2]: ttl in ms. Per key: 1 taken (free, or already ours: extended), else
+# the milliseconds left on the other owner's lease (1 s when it has no expiry, which a lease never should).
+_ACQUIRE = """
+local out = {}
+for i, key in ipairs(KEYS) do
+  local holder = redis.call('GET', key)
+  if holder == false or holder == ARGV[1] then
+    redis.call('SET', key, ARGV[1], 'PX', ARGV[2])
+    out[i] = -1
+  else
+    local left = redis.call('PTTL', key)
+    if left < 0 then left = 1000 end
+    out[i] = left
+  end
+end
+return out
+"""
+
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
@@ -71,30 +89,22 @@ class Leases:
         self.ttl_ms = int(ttl_seconds * 1000)
         self.redis = client if client is not None else redis_connection()
         self._renew = self.redis.register_script(_RENEW)
+        self._acquire = self.redis.register_script(_ACQUIRE)
         self._release = self.redis.register_script(_RELEASE)
 
     def acquire(self, number_id: int) -> bool:
         return bool(self.redis.set(lease_key(number_id), self.owner, nx=True, px=self.ttl_ms))
 
     def acquire_many(self, number_ids: Iterable[int]) -> tuple[list[int], float | None]:
-        """Try every lease in one round trip. Returns the numbers now ours, and the seconds until the first of the
-        others (held by someone else) expires: when to try again (None: nothing to wait for)."""
+        """Take every free lease (and keep those already ours) in one round trip. Returns the numbers now ours,
+        and the seconds until the first lease held by someone else expires: when to try again (None: none)."""
         ids = list(number_ids)
         if not ids:
             return [], None
-        pipe = self.redis.pipeline(transaction=False)
-        for number_id in ids:
-            pipe.set(lease_key(number_id), self.owner, nx=True, px=self.ttl_ms)
-        taken = pipe.execute()
-        ours = [n for n, ok in zip(ids, taken, strict=True) if ok]
-        others = [n for n, ok in zip(ids, taken, strict=True) if not ok]
-        if not others:
-            return ours, None
-        pipe = self.redis.pipeline(transaction=False)
-        for number_id in others:
-            pipe.pttl(lease_key(number_id))
-        remaining = [ms for ms in pipe.execute() if ms is not None and ms >= 0]
-        return ours, (min(remaining) / 1000 if remaining else 0.0)
+        answers = self._acquire(keys=[lease_key(n) for n in ids], args=[self.owner, self.ttl_ms])
+        ours = [n for n, answer in zip(ids, answers, strict=True) if answer == -1]
+        left = [answer for answer in answers if answer != -1]
+        return ours, (min(left) / 1000 if left else None)
 
     def renew(self, number_ids: Iterable[int]) -> dict[int, bool]:
         """Extend the leases still ours; the answer says, per number, whether it is still ours."""

@@ -10,6 +10,7 @@ Views validate and call the sandbox engine's functions; nothing here exists for 
 from __future__ import annotations
 
 from django.contrib.admin.views.decorators import staff_member_required
+from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.utils.safestring import mark_safe
@@ -32,7 +33,9 @@ from sessions.registry import e164_or_none
 
 def _sandbox_number(number_id: int, request: HttpRequest | None = None) -> WhatsAppNumber:
     numbers = WhatsAppNumber.objects.filter(engine="sandbox", is_active=True).select_related("client")
-    if request is not None:  # staff pages: only numbers of the clients the user may see
+    if request is not None:  # the device pages: staff who may change the clients' numbers, and only those
+        if not request.user.has_perm("wa_sessions.change_whatsappnumber"):
+            raise PermissionDenied
         numbers = client_scope(numbers, request.user)
     number = numbers.filter(pk=number_id).first()
     if number is None:

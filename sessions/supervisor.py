@@ -25,7 +25,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
-import redis
 from django.conf import settings
 from django.db import close_old_connections
 from django.db import connection as db_connection
@@ -51,6 +50,46 @@ def backoff_delay(attempt: int, *, maximum: float, rng: random.Random | None = N
 
 
 LIVE_STATES = (SessionState.CONNECTING, SessionState.WAITING_QR, SessionState.CONNECTED)
+
+
+class _ConnectionListener:
+    """What one connection reports, passed to the supervisor only while that connection is the number's current
+    one in this worker: a replaced, dropped or released connection's late callbacks change nothing."""
+
+    def __init__(self, supervisor: Supervisor, number_id: int) -> None:
+        self.supervisor = supervisor
+        self.number_id = number_id
+        self.connection: Connection | None = None  # set right after the engine opens it, before it starts
+
+    def _current(self) -> bool:
+        held = self.supervisor.held.get(self.number_id)
+        return held is not None and self.connection is not None and held.connection is self.connection
+
+    def on_connecting(self, number_id: int) -> None:
+        if self._current():
+            self.supervisor.on_connecting(number_id)
+
+    def on_qr(self, number_id: int, code: str, expires_at) -> None:
+        if self._current():
+            self.supervisor.on_qr(number_id, code, expires_at)
+
+    def on_pairing_code(self, number_id: int, code: str) -> None:
+        if self._current():
+            self.supervisor.on_pairing_code(number_id, code)
+
+    def on_connected(self, number_id: int, device_jid: str) -> None:
+        if self._current():
+            self.supervisor.on_connected(number_id, device_jid)
+
+    def on_disconnected(self, number_id: int, disconnect: Disconnect) -> None:
+        self.supervisor.on_disconnected(number_id, disconnect, self.connection)  # filtered on the supervisor's thread
+
+    def on_messages(self, number_id: int, messages: list) -> None:
+        # Stored whoever owns the number now: they arrived, and storing is idempotent (provider ids).
+        self.supervisor.on_messages(number_id, messages)
+
+    def on_receipts(self, number_id: int, updates: list) -> None:
+        self.supervisor.on_receipts(number_id, updates)
 
 
 @dataclass
@@ -79,6 +118,7 @@ class Supervisor(threading.Thread):
         self.held: dict[int, _Held] = {}
         self.events: queue.SimpleQueue[tuple] = queue.SimpleQueue()
         self._retry_at: float | None = None  # when a lease someone else holds expires: try it then
+        self._renewed_at = time.monotonic()  # the last time Redis confirmed the leases held
         self._stopping = threading.Event()
         self._stopped = threading.Event()
         self._engines = connection_engine_names()
@@ -100,6 +140,7 @@ class Supervisor(threading.Thread):
             except queue.Empty:
                 event = None
             try:
+                self._check_lease_deadline()
                 close_old_connections()
                 if event is not None:
                     if self._handle(event):
@@ -124,6 +165,15 @@ class Supervisor(threading.Thread):
         self.events.put(("stop",))
         self._stopped.wait(timeout)
 
+    def _check_lease_deadline(self) -> None:
+        """Without a confirmed renewal for most of the lease time (Redis away, a stuck tick), another worker may
+        already own these numbers: close every connection now, writing nothing (the new owner writes states)."""
+        ttl = settings.SESSIONS_LEASE_SECONDS
+        if self.held and time.monotonic() - self._renewed_at > ttl * 0.8:
+            logger.error("supervisor %s could not renew its leases for %.0f s; closing all", self.owner, ttl * 0.8)
+            for number_id in list(self.held):
+                self._drop(number_id)
+
     def _shutdown(self) -> None:
         for number_id in list(self.held):
             self._release(number_id, state=SessionState.DISCONNECTED, reason="Sessions worker stopped")
@@ -132,6 +182,7 @@ class Supervisor(threading.Thread):
 
     def tick(self) -> None:
         kept = self.leases.renew(self.held)
+        self._renewed_at = time.monotonic()
         for number_id, ours in kept.items():
             if not ours:
                 logger.warning("supervisor %s lost the lease of number %s; disconnecting", self.owner, number_id)
@@ -162,9 +213,9 @@ class Supervisor(threading.Thread):
         held = self.held[number_id] = _Held(number=number, attempts=session.reconnect_attempts)
         self.add_queue(number_queue(number_id))
         logger.info("sessions supervisor %s took number %s", self.owner, number_id)
-        if session.state in LIVE_STATES and session.owner != self.owner:
-            # Its previous owner died holding it (its lease expired): the number has been offline since that
-            # owner's last heartbeat. Say so, and open the outage window from then.
+        if session.state in LIVE_STATES:
+            # Its previous owner (another worker, or this one before it lost the lease) let go without saying so:
+            # the number has been offline since that owner's last heartbeat. Say so, and open the outage from then.
             since = session.heartbeat_at or timezone.now()
             reason = f"Sessions worker {session.owner or '?'} stopped (last heartbeat {since:%H:%M:%S} UTC); taken over"
             self._set(number_id, SessionState.DISCONNECTED, reason[:255], at=since)
@@ -176,9 +227,11 @@ class Supervisor(threading.Thread):
         if session is None:
             session = NumberSession.objects.get(number=number)
         try:
+            listener = _ConnectionListener(self, number.pk)
             connection = get_engine(number.engine).open(
-                number=number, device_jid=session.device_jid, listener=self, qr_timeout=settings.WHATSAPP_QR_TIMEOUT
+                number=number, device_jid=session.device_jid, listener=listener, qr_timeout=settings.WHATSAPP_QR_TIMEOUT
             )
+            listener.connection = connection
             held.connection = connection
             connection_register(number.pk, connection)
             connection.start()
@@ -228,10 +281,17 @@ class Supervisor(threading.Thread):
                 while not self._stopping.is_set():
                     message = pubsub.get_message(timeout=1.0)
                     if message and message.get("type") == "message":
-                        data = json.loads(message["data"])
-                        self.events.put(("control", data.get("action"), int(data.get("number", 0))))
-            except (redis.RedisError, ValueError):
+                        try:
+                            data = json.loads(message["data"])
+                            self.events.put(("control", str(data["action"]), int(data["number"])))
+                        except (ValueError, TypeError, KeyError, AttributeError):
+                            logger.warning("sessions supervisor: ignored a malformed control message")
+            except Exception:
                 logger.warning("sessions supervisor: control channel unavailable; retrying", exc_info=True)
+                try:
+                    pubsub.close()
+                except Exception:  # noqa: S110 (already broken)
+                    pass
                 time.sleep(1)
 
     def _handle(self, event: tuple) -> bool:
@@ -257,14 +317,28 @@ class Supervisor(threading.Thread):
             elif action == "restart" and number_id in self.held:
                 held = self.held[number_id]
                 if held.connection is not None:
-                    connection_unregister(number_id, held.connection)
-                    held.connection.stop()
-                held.connection = None
+                    connection, held.connection = held.connection, None
+                    connection_unregister(number_id, connection)
+                    try:
+                        connection.stop()
+                    except Exception:
+                        logger.exception("number %s: error while closing a stalled connection", number_id)
+                self._set(number_id, SessionState.DISCONNECTED, "Restarting a stalled connection")
                 self._open(held)
             return True
         if kind == "disconnected":
-            _kind, number_id, disconnect = event
-            self._policy(number_id, disconnect)
+            _kind, number_id, connection, disconnect = event
+            held = self.held.get(number_id)
+            if held is None or held.connection is not connection:
+                return False  # a connection replaced or dropped since: its end changes nothing
+            try:
+                self._policy(number_id, disconnect)
+            except Exception:
+                logger.exception("number %s: reconnect policy failed; trying to connect again later", number_id)
+                held.connection = None
+                held.reconnect_at = time.monotonic() + backoff_delay(
+                    held.attempts + 1, maximum=settings.SESSIONS_BACKOFF_MAX
+                )
         return False
 
     # --- reconnect policy
@@ -336,8 +410,8 @@ class Supervisor(threading.Thread):
 
             outbound_pending_enqueue(number=held.number)
 
-    def on_disconnected(self, number_id: int, disconnect: Disconnect) -> None:
-        self.events.put(("disconnected", number_id, disconnect))
+    def on_disconnected(self, number_id: int, disconnect: Disconnect, connection: Connection | None = None) -> None:
+        self.events.put(("disconnected", number_id, connection, disconnect))
 
     def on_messages(self, number_id: int, messages: list) -> None:
         from conversations.services.receive import inbound_messages_receive

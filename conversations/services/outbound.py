@@ -36,6 +36,7 @@ from sessions.services import number_send
 
 logger = logging.getLogger(__name__)
 
+NOT_CONNECTED = "not_connected"  # a connection engine's refusal before anything is handed over
 MAX_TEXT_CHARS = 4096  # Meta's limit for a text message body
 UNKNOWN_REASON = (
     "Interrupted while sending: the message may or may not have reached WhatsApp. Check with the customer "
@@ -242,6 +243,13 @@ def message_deliver(*, message_id: int) -> str:
         result = number_send(number=message.number, content=_content(message))
     except (SendError, EngineUnavailable) as exc:
         error = exc if isinstance(exc, SendError) else SendError("engine_unavailable", str(exc))
+        if error.code == NOT_CONNECTED:
+            # The connection went away between the check and the send: nothing reached a provider, so the
+            # message is pending again and goes when the number next connects.
+            Message.objects.filter(pk=message.pk, status=Message.Status.SENDING).update(
+                status=Message.Status.PENDING, status_at=timezone.now()
+            )
+            return "waiting"
         status = Message.Status.UNKNOWN if error.ambiguous else Message.Status.FAILED
         with transaction.atomic():
             message_status_move(

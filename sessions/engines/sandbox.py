@@ -267,8 +267,8 @@ class SandboxConnection:
                 return
             self.connected = True
             self.online_at = time.time()
+        hub().attach(self)  # first: what waited is read again from the cursor, whatever the listener does
         self.listener.on_connected(self.number_id, self.device_jid)
-        hub().attach(self)
 
     def _end(self, kind: str, reason: str, *, until: datetime | None = None) -> None:
         with self._lock:
@@ -434,38 +434,43 @@ class _Hub:
 
     def _run(self) -> None:
         r = redis_connection()
-        wake_id = "$"
+        wake = {"id": "$"}
         while True:
-            with self._lock:
-                live = list(self._connections.values())
-            if not live:
-                db_connection.close()  # idle: hold no database connection
-            for connection in live:
-                connection.tick()
             try:
-                streams, connections = self._streams(r, wake_id)
-                answer = r.xread(streams, count=500, block=self.BLOCK_MS)
-            except redis.RedisError:
-                logger.warning("sandbox hub: Redis unavailable; retrying", exc_info=True)
+                self._once(r, wake)
+            except Exception:  # one bad entry or a Redis hiccup must not end the reader of every sandbox number
+                logger.exception("sandbox hub: read failed; retrying")
                 time.sleep(1)
+
+    def _once(self, r: redis.Redis, wake: dict[str, str]) -> None:
+        """One read of every attached connection's stream (blocking up to a second), and its delivery."""
+        with self._lock:
+            live = list(self._connections.values())
+        if not live:
+            db_connection.close()  # idle: hold no database connection
+        for connection in live:
+            connection.tick()
+        streams, connections = self._streams(r, wake["id"])
+        answer = r.xread(streams, count=500, block=self.BLOCK_MS)
+        for key, entries in answer or []:
+            key = key.decode() if isinstance(key, bytes) else key
+            if key == self._wake:
+                wake["id"] = entries[-1][0].decode()
                 continue
-            for key, entries in answer or []:
-                key = key.decode() if isinstance(key, bytes) else key
-                if key == self._wake:
-                    wake_id = entries[-1][0].decode()
-                    continue
-                self._deliver(r, connections.get(int(key.rsplit(":", 1)[1])), entries)
+            self._deliver(r, connections.get(int(key.rsplit(":", 1)[1])), entries)
 
     def _deliver(self, r: redis.Redis, connection: SandboxConnection | None, entries: list) -> None:
         if connection is None:
             return
         number_id = connection.number_id
-        events = [json.loads(fields[b"event"]) for _id, fields in entries]
         try:
+            events = [json.loads(fields[b"event"]) for _id, fields in entries]
             close_old_connections()
             taken = connection.handle(events)
         except Exception:
             logger.exception("sandbox hub: number %s could not take its events; offered again", number_id)
+            with self._lock:
+                self._positions.pop(number_id, None)  # read again from the cursor, not from past what failed
             time.sleep(0.5)
             return
         if taken:

@@ -41,6 +41,9 @@ def sessions_check() -> dict[str, int]:
         holder = owners.get(session.number_id)
         wanted = session.keep_connected and not (session.banned_until and session.banned_until > now)
         if holder is None and session.state in LIVE_STATES:
+            # Look again, now: a worker may have taken the number since the first read.
+            holder = lease_owners([session.number_id])[session.number_id]
+        if holder is None and session.state in LIVE_STATES:
             # Whoever wrote this state is gone (a killed worker): never show "connected" from a dead process.
             session_state_set(
                 number_id=session.number_id,

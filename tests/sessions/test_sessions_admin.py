@@ -276,3 +276,22 @@ def test_the_check_asks_the_owner_to_restart_a_connection_whose_heartbeat_is_sta
 
     assert counts["restarted"] == 1 and counts["stale_state_fixed"] == 0
     assert NumberSession.objects.get(number=sandbox).state == "connecting"
+
+
+@pytest.mark.django_db
+def test_view_only_staff_may_watch_but_neither_connect_nor_use_the_sandbox_device(client, sandbox, ventas):
+    staff_login(client, ventas, role="Supervisor")
+    NumberSession.objects.filter(number=sandbox).update(keep_connected=False)
+
+    changelist = client.get("/admin/wa_sessions/whatsappnumber/")
+    action = client.post(
+        "/admin/wa_sessions/whatsappnumber/", {"action": "connect_sessions", "_selected_action": [sandbox.pk]}
+    )
+    button = client.post(f"/admin/wa_sessions/whatsappnumber/{sandbox.pk}/session/connect/")
+    device = client.get(f"/sandbox/numbers/{sandbox.pk}/device/")
+    fault = client.post(f"/sandbox/numbers/{sandbox.pk}/device/fault/", {"fault": "logout"})
+
+    assert changelist.status_code == 200 and b"connect_sessions" not in changelist.content
+    assert action.status_code in (200, 302) and button.status_code == 403
+    assert device.status_code == 403 and fault.status_code == 403
+    assert not NumberSession.objects.get(number=sandbox).keep_connected

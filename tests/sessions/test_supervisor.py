@@ -11,6 +11,7 @@ import pytest
 
 from conversations.models import Message
 from conversations.services import message_deliver, message_send
+from sessions.engines.base import Disconnect, DisconnectKind
 from sessions.engines.sandbox import (
     sandbox_customer_inbox,
     sandbox_customer_read,
@@ -260,3 +261,82 @@ def test_pairing_by_code_instead_of_the_qr_code(number, supervisor):
     sandbox_scan(number=number, code=code)
     wait_for(state_is(number, "connected"), what="connected with the code")
     assert session_of(number).pairing_code == ""
+
+
+# --- what the review of the supervisor found --------------------------------------------------------------------
+
+
+def test_a_replaced_connections_late_callbacks_change_nothing(number, fast):
+    from sessions.supervisor import _ConnectionListener, _Held
+
+    sup = Supervisor()
+    current, old = object(), object()
+    sup.held[number.pk] = _Held(number=number, connection=current)
+    late = _ConnectionListener(sup, number.pk)
+    late.connection = old
+
+    late.on_connecting(number.pk)
+    late.on_connected(number.pk, "519.0:1@s.whatsapp.net")
+
+    assert session_of(number).state == "disconnected" and not SessionStateChange.objects.exists()
+    late.on_disconnected(number.pk, Disconnect(DisconnectKind.LOGGED_OUT, "late"))
+    assert sup._handle(sup.events.get_nowait()) is False
+    assert number.pk in sup.held and session_of(number).state == "disconnected"  # no logout applied
+
+
+def test_a_supervisor_that_cannot_renew_its_leases_closes_its_connections(number, fast):
+    from sessions.supervisor import _Held
+
+    class Connection:
+        stopped = False
+
+        def stop(self) -> None:
+            self.stopped = True
+
+    sup = Supervisor()
+    connection = Connection()
+    sup.held[number.pk] = _Held(number=number, connection=connection)
+    sup._renewed_at = time.monotonic() - fast.SESSIONS_LEASE_SECONDS  # Redis has not answered for a lease time
+
+    sup._check_lease_deadline()
+
+    assert connection.stopped and number.pk not in sup.held
+    assert session_of(number).state == "disconnected"  # nothing written: the next owner writes
+
+
+def test_acquiring_keeps_a_lease_already_ours_and_says_when_anothers_expires(number, fast):
+    from sessions.leases import Leases
+
+    other = WhatsAppNumberFactory(engine="sandbox", display_number="+51 900 000 002")
+    mine, theirs = Leases("me:1:a", ttl_seconds=30), Leases("them:2:b", ttl_seconds=10)
+    assert mine.acquire(number.pk) and theirs.acquire(other.pk)
+
+    taken, retry_in = mine.acquire_many([number.pk, other.pk])
+
+    assert taken == [number.pk]
+    assert 9 < retry_in <= 10
+
+
+def test_a_send_whose_connection_went_away_after_the_check_is_pending_again(number, supervisor):
+    from sessions.connections import connection_register
+    from sessions.engines.base import SendError
+
+    sandbox_customer_send(number=number, phone=CUSTOMER, body="Hola")
+    sup = pair(number, supervisor)
+    conversation = wait_for(lambda: Message.objects.filter(direction="in").first()).conversation
+    reply = message_send(conversation=conversation, text="Un momento")
+
+    class Dropping:
+        connected = True  # passes the check, then the send finds it gone
+
+        def send(self, content):
+            raise SendError("not_connected", "gone", retryable=True)
+
+    live = sup.held[number.pk].connection
+    connection_register(number.pk, Dropping())
+    try:
+        assert message_deliver(message_id=reply.pk) == "waiting"
+    finally:
+        connection_register(number.pk, live)
+    assert Message.objects.get(pk=reply.pk).status == "pending"
+    assert message_deliver(message_id=reply.pk) == "accepted"
