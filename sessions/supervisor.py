@@ -193,8 +193,21 @@ class Supervisor(threading.Thread):
             .exclude(banned_until__gt=now)
             .values_list("number_id", flat=True)
         )
-        for number_id in [n for n in self.held if n not in wanted]:
-            self._release(number_id, state=SessionState.DISCONNECTED, reason="Disconnected on request")
+        unwanted = [n for n in self.held if n not in wanted]
+        reset = set(
+            NumberSession.objects.filter(number_id__in=unwanted, device_jid="").values_list("number_id", flat=True)
+        )
+        for number_id in unwanted:
+            held = self.held[number_id]
+            if number_id in reset and held.connection is not None:
+                # Reset while connected (its device data is gone): unlink it on the phone too, not just close it.
+                try:
+                    held.connection.logout()
+                except Exception:
+                    logger.exception("number %s: logout after a reset failed", number_id)
+                self._release(number_id)
+            else:
+                self._release(number_id, state=SessionState.DISCONNECTED, reason="Disconnected on request")
         # Numbers whose lease another worker holds are tried again the moment it expires (a killed worker's numbers
         # move over after the lease time, not up to a heartbeat later).
         taken, expires_in = self.leases.acquire_many(sorted(wanted - set(self.held)))

@@ -340,3 +340,18 @@ def test_a_send_whose_connection_went_away_after_the_check_is_pending_again(numb
         connection_register(number.pk, live)
     assert Message.objects.get(pk=reply.pk).status == "pending"
     assert message_deliver(message_id=reply.pk) == "accepted"
+
+
+def test_a_reset_while_connected_unlinks_the_device_and_leaves_the_reset_state(number, supervisor):
+    from sessions.services import session_reset
+
+    pair(number, supervisor)
+
+    session_reset(number=number)
+
+    wait_for(lambda: lease_owners([number.pk])[number.pk] is None, what="the lease released")
+    session = session_of(number)
+    assert (session.state, session.device_jid, session.keep_connected) == ("disconnected", "", False)
+    assert "connect again for a new QR code" in session.state_reason
+    assert SandboxAccount.objects.get(number=number).device_jid == ""
+    assert SessionStateChange.objects.filter(number=number).latest("created_at").state == "disconnected"
