@@ -7,8 +7,12 @@ for such a number runs in that worker (it consumes the number's own queue) and f
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING
 
-from sessions.engines.base import Connection
+from sessions.engines.base import Connection, OutboundContent, SendError, SendResult
+
+if TYPE_CHECKING:
+    from sessions.models import WhatsAppNumber
 
 _connections: dict[int, Connection] = {}
 _lock = threading.Lock()
@@ -21,6 +25,15 @@ def live_connection(number_id: int) -> Connection | None:
     if connection is None or not getattr(connection, "connected", False):
         return None
     return connection
+
+
+def live_connection_send(number: WhatsAppNumber, content: OutboundContent) -> SendResult:
+    """A connection engine's `send`: through the number's live connection in this process, or `not_connected`
+    (retryable; nothing was handed to the provider)."""
+    connection = live_connection(number.pk)
+    if connection is None:
+        raise SendError("not_connected", f"{number.alias} is not connected in this process.", retryable=True)
+    return connection.send(content)
 
 
 def connection_register(number_id: int, connection: Connection) -> None:

@@ -108,3 +108,15 @@ def run_manage(
         timeout=timeout,
         input=input if input is not None else "",
     )
+
+
+def stop_processes(procs: list[subprocess.Popen], timeout: float = 20) -> None:
+    """SIGTERM every child still running, wait for each, SIGKILL what does not stop in time."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()

@@ -172,12 +172,9 @@ class SandboxEngine:
         )
 
     def send(self, number: WhatsAppNumber, content: OutboundContent) -> SendResult:
-        from sessions.connections import live_connection
+        from sessions.connections import live_connection_send
 
-        connection = live_connection(number.pk)
-        if connection is None:
-            raise SendError("not_connected", f"{number.alias} is not connected in this process.", retryable=True)
-        return connection.send(content)
+        return live_connection_send(number, content)
 
 
 class SandboxConnection:

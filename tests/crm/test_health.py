@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import redis as redis_lib
 
-from tests.conftest import ROOT, free_port, project_env
+from tests.conftest import ROOT, free_port, project_env, stop_processes
 
 CELERY = str(Path(sys.executable).parent / "celery")
 
@@ -131,10 +131,4 @@ def test_healthz_names_queues_without_a_worker_and_is_green_when_every_process_r
         assert any(name.startswith(f"sessions-{tag}@") for name in body["checks"]["workers"]["detail"]["sessions"])
         assert body["checks"]["beat"]["detail"]["last_tick_age_seconds"] < 30
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_processes(procs)

@@ -12,7 +12,7 @@ import uuid
 import pytest
 
 from sessions.models import NumberSession
-from tests.conftest import ROOT, free_port, project_env
+from tests.conftest import ROOT, free_port, project_env, stop_processes
 from tests.crm.factories import ClientMembershipFactory, UserFactory
 from tests.e2e.conftest import ARTIFACTS
 from tests.sessions.factories import WhatsAppNumberFactory
@@ -62,13 +62,7 @@ def stack():
         _wait_http(url + "/admin/login/")
         yield url
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_processes(procs)
 
 
 def test_staff_see_the_qr_code_scan_it_with_the_sandbox_phone_and_the_page_turns_connected(

@@ -17,7 +17,7 @@ from conversations.services import message_send
 from sessions.engines.sandbox import sandbox_customer_inbox, sandbox_customer_send
 from sessions.leases import lease_owners
 from sessions.models import NumberSession, SandboxAccount, SessionStateChange
-from tests.conftest import ROOT, project_env
+from tests.conftest import ROOT, project_env, stop_processes
 from tests.sessions.factories import WhatsAppNumberFactory
 from tests.sessions.test_supervisor import wait_for
 
@@ -51,14 +51,7 @@ class Workers:
         return proc
 
     def stop_all(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_processes(self.procs, timeout=30)
 
 
 @pytest.fixture

@@ -49,7 +49,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from sessions.engines.base import ConnectionListener, OutboundContent, SendError, SendResult
+from sessions.engines.base import ConnectionListener, OutboundContent, SendResult
 from sessions.engines.web.connection import WebConnection
 from sessions.engines.web.native import SUBSCRIBED_EVENTS
 from sessions.engines.web.outbound import _send_error
@@ -98,9 +98,6 @@ class WebEngine:
         logger.info("number %s: device keys removed from the store (%s device)", number.pk, removed)
 
     def send(self, number: WhatsAppNumber, content: OutboundContent) -> SendResult:
-        from sessions.connections import live_connection
+        from sessions.connections import live_connection_send
 
-        connection = live_connection(number.pk)
-        if connection is None:
-            raise SendError("not_connected", f"{number.alias} is not connected in this process.", retryable=True)
-        return connection.send(content)
+        return live_connection_send(number, content)
