@@ -5,10 +5,10 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import Subquery
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
+from django.template.loader import render_to_string
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
-from django.utils.safestring import mark_safe
 from django.utils.timesince import timesince
 
 from conversations.services import conversation_route_unrouted
@@ -126,6 +126,14 @@ SESSION_ACTIONS = {
 }
 
 
+SESSION_BUTTONS = [
+    ("connect", "Connect", "Connect now and keep connected (a QR code appears when no device is paired)"),
+    ("disconnect", "Disconnect", "Go offline and stay paired"),
+    ("reset", "Reset session", "Log out and delete the device data; a new QR scan is needed"),
+    ("pairing-code", "Pair with a code", "Get a code to type on the phone instead of scanning the QR code"),
+]
+
+
 @admin.register(WhatsAppNumber)
 class WhatsAppNumberAdmin(ClientScopedAdmin):
     list_display = ["alias", "display_number", "client", "engine", "queue", "is_active", "state", "token", "attention"]
@@ -143,15 +151,10 @@ class WhatsAppNumberAdmin(ClientScopedAdmin):
     ]
     change_form_template = "admin/wa_sessions/whatsappnumber/change_form.html"
 
-    def change_view(self, request, object_id, form_url="", extra_context=None):
-        buttons = [
-            ("connect", "Connect", "Connect now and keep connected (a QR code appears when no device is paired)"),
-            ("disconnect", "Disconnect", "Go offline and stay paired"),
-            ("reset", "Reset session", "Log out and delete the device data; a new QR scan is needed"),
-            ("pairing-code", "Pair with a code", "Get a code to type on the phone instead of scanning the QR code"),
-        ]
-        extra_context = {**(extra_context or {}), "session_buttons": buttons}
-        return super().change_view(request, object_id, form_url, extra_context)
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        has_session = obj is not None and obj.engine in connection_engine_names()
+        context["session_buttons"] = SESSION_BUTTONS if has_session else []
+        return super().render_change_form(request, context, add, change, form_url, obj)
 
     def get_fieldsets(self, request, obj=None):
         fieldsets = super().get_fieldsets(request, obj)
@@ -167,33 +170,19 @@ class WhatsAppNumberAdmin(ClientScopedAdmin):
     @admin.display(description="session")
     def session_panel(self, obj: WhatsAppNumber) -> str:
         """State with its age and reason, the QR code while waiting for a scan; kept live by session_live.html."""
-        session = number_session_ensure(number=obj)
-        since = session.state_changed_at
-        qr_url = reverse("admin:wa_sessions_whatsappnumber_session_qr", args=[obj.pk])
-        waiting = session.state == SessionState.WAITING_QR and session.qr_code
-        return format_html(
-            '<div id="session-panel" data-session-panel="{}" data-qr-url="{}">'
-            '<p><strong class="session-state" data-session-number="{}" data-state="{}">{}</strong> '
-            '<span class="session-since" data-since="{}">{}</span></p>'
-            '<p class="session-reason">{}</p>'
-            '<p class="session-owner help">{}</p>'
-            '<div class="session-qr"{}><img alt="QR code to scan with WhatsApp" width="256" height="256" src="{}">'
-            "<p>Scan with WhatsApp → Linked devices. "
-            '<a class="session-simulator" href="{}" target="_blank">Open the sandbox phone</a> (sandbox numbers).</p>'
-            '<p class="session-pairing-code">{}</p></div></div>',
-            obj.pk,
-            qr_url,
-            obj.pk,
-            session.state,
-            session.get_state_display(),
-            since.isoformat() if since else "",
-            f"for {timesince(since)}" if since else "",
-            session.state_reason,
-            f"Held by {session.owner}" if session.owner else "No sessions worker has held it yet.",
-            "" if waiting else mark_safe(' hidden="hidden"'),
-            f"{qr_url}?v={session_state_data(session=session, number=obj)['qr_version']}" if waiting else "",
-            reverse("sandbox-device", args=[obj.pk]),
-            f"Pairing code: {session.pairing_code}" if session.pairing_code else "",
+        session = NumberSession.objects.filter(number=obj).first()
+        if session is None:  # every saved number has one (number_session_ensure); a read never creates it
+            return "—"
+        data = session_state_data(session=session, number=obj)
+        return render_to_string(
+            "admin/wa_sessions/session_panel.html",
+            {
+                "number": obj,
+                "session": session,
+                "waiting": data["waiting_qr"],
+                "qr_version": data["qr_version"],
+                "qr_url": reverse("admin:wa_sessions_whatsappnumber_session_qr", args=[obj.pk]),
+            },
         )
 
     @admin.action(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING
 
-from sessions.engines.base import Connection, OutboundContent, SendError, SendResult
+from sessions.engines.base import NOT_CONNECTED, Connection, OutboundContent, SendError, SendResult
 
 if TYPE_CHECKING:
     from sessions.models import WhatsAppNumber
@@ -32,7 +32,7 @@ def live_connection_send(number: WhatsAppNumber, content: OutboundContent) -> Se
     (retryable; nothing was handed to the provider)."""
     connection = live_connection(number.pk)
     if connection is None:
-        raise SendError("not_connected", f"{number.alias} is not connected in this process.", retryable=True)
+        raise SendError(NOT_CONNECTED, f"{number.alias} is not connected in this process.", retryable=True)
     return connection.send(content)
 
 

@@ -13,7 +13,7 @@ from django.db.models import Q, QuerySet
 from crm.models import Client
 from crm.selectors import client_ids_visible_to, client_scope
 from sessions.connections import live_connection, number_queue
-from sessions.engines import EngineUnavailable, engine_class
+from sessions.engines import connection_engine_names, engine_class
 from sessions.models import NumberSession, RegistrySyncRun, SessionState, WhatsAppNumber
 from sessions.registry import e164_or_none
 
@@ -36,19 +36,13 @@ def number_send_rules(*, number: WhatsAppNumber) -> SendRules:
 def number_send_queue(*, number: WhatsAppNumber) -> str:
     """Where a send for `number` is queued: the shared default queue for a stateless engine (Cloud API), the
     number's own queue, consumed only by the worker holding its connection, otherwise."""
-    if getattr(engine_class(number.engine), "owns_connections", False):
-        return number_queue(number.pk)
-    return "default"
+    return number_queue(number.pk) if number.engine in connection_engine_names() else "default"
 
 
 def number_can_send_here(*, number: WhatsAppNumber) -> bool:
     """Whether this process can hand a message for `number` to its provider now: always for a stateless engine;
     for a connection engine only while this process holds the number's connection online."""
-    try:
-        owns = getattr(engine_class(number.engine), "owns_connections", False)
-    except EngineUnavailable:
-        return True  # the send fails with a clear reason
-    return not owns or live_connection(number.pk) is not None
+    return number.engine not in connection_engine_names() or live_connection(number.pk) is not None
 
 
 class NumberLookupError(Exception):

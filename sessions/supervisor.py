@@ -357,8 +357,8 @@ class Supervisor(threading.Thread):
     # --- reconnect policy
 
     def _policy(self, number_id: int, disconnect: Disconnect) -> None:
-        held = self.held.get(number_id)
-        if held is None or disconnect.kind == DisconnectKind.CLOSED:
+        held = self.held[number_id]  # _handle checked it is this number's current connection
+        if disconnect.kind == DisconnectKind.CLOSED:
             return
         connection_unregister(number_id, held.connection)
         held.connection = None
@@ -394,8 +394,8 @@ class Supervisor(threading.Thread):
         held.attempts += 1
         delay = backoff_delay(held.attempts, maximum=settings.SESSIONS_BACKOFF_MAX)
         held.reconnect_at = time.monotonic() + delay
-        NumberSession.objects.filter(number_id=held.number.pk).update(reconnect_attempts=held.attempts)
-        self._set(held.number.pk, state, f"{reason}; reconnecting in {delay:.0f} s (attempt {held.attempts})")
+        reason = f"{reason}; reconnecting in {delay:.0f} s (attempt {held.attempts})"
+        self._set(held.number.pk, state, reason, reconnect_attempts=held.attempts)
 
     # --- ConnectionListener (called from connection threads)
 
@@ -413,9 +413,7 @@ class Supervisor(threading.Thread):
         held = self.held.get(number_id)
         if held is not None:
             held.connected_since = time.monotonic()
-        self._set(number_id, SessionState.CONNECTED, "Connected", device_jid=device_jid)
-        if held is None or held.attempts:
-            NumberSession.objects.filter(number_id=number_id, reconnect_attempts__gt=0).update(reconnect_attempts=0)
+        self._set(number_id, SessionState.CONNECTED, "Connected", device_jid=device_jid, reconnect_attempts=0)
         if held is not None:
             if held.number.attention_since is not None:
                 number_attention_clear(number=held.number)

@@ -29,14 +29,13 @@ from conversations.models import Conversation, Message
 from conversations.services.live import publish_message_created
 from conversations.services.statuses import lock_provider_id, message_status_move, message_unmatched_statuses_apply
 from sessions.engines import EngineUnavailable, connection_engine_names
-from sessions.engines.base import OutboundContent, OutboundTemplate, OutboundText, SendError
+from sessions.engines.base import NOT_CONNECTED, OutboundContent, OutboundTemplate, OutboundText, SendError
 from sessions.models import SessionState, WhatsAppNumber
 from sessions.selectors import number_can_send_here, number_send_queue, number_send_rules
 from sessions.services import number_send
 
 logger = logging.getLogger(__name__)
 
-NOT_CONNECTED = "not_connected"  # a connection engine's refusal before anything is handed over
 MAX_TEXT_CHARS = 4096  # Meta's limit for a text message body
 UNKNOWN_REASON = (
     "Interrupted while sending: the message may or may not have reached WhatsApp. Check with the customer "
@@ -294,8 +293,7 @@ def outbound_messages_sweep() -> dict[str, int]:
         # A WhatsApp Web or sandbox number that is offline keeps its messages; they are queued when it connects.
         .exclude(Q(number__engine__in=connection_engine_names()) & ~Q(number__session__state=SessionState.CONNECTED))
         .select_related("number")
-        .order_by("status_at")
-        .only("pk", "number")[:5000]
+        .order_by("status_at")[:5000]
     )
     for message in pending:
         _enqueue(message.pk, message.number)

@@ -34,4 +34,4 @@ def get_engine(name: str) -> Engine:
 
 def connection_engine_names() -> list[str]:
     """Engines whose numbers are connected by a sessions worker (WhatsApp Web, sandbox)."""
-    return [name for name in ENGINES if getattr(engine_class(name), "owns_connections", False)]
+    return [name for name in ENGINES if engine_class(name).owns_connections]

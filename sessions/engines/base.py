@@ -45,6 +45,11 @@ class SendResult:
     attempts: int = 1
 
 
+# The code a connection engine refuses with when the number is not online in this process: nothing was handed to
+# the provider, so the message may wait and go later (conversations.services.outbound).
+NOT_CONNECTED = "not_connected"
+
+
 class SendError(Exception):
     """The provider did not accept the message.
 

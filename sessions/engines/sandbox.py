@@ -32,6 +32,7 @@ from django.db import connection as db_connection
 from django.utils import timezone
 
 from sessions.engines.base import (
+    NOT_CONNECTED,
     ConnectionListener,
     Disconnect,
     DisconnectKind,
@@ -65,6 +66,14 @@ def _digits(phone: str) -> str:
     if not digits:
         raise ValueError(f"{phone!r} is not a phone number")
     return digits
+
+
+def _unlink(number_id: int, device_jid: str | None = None) -> None:
+    """The network forgets the number's linked device (only `device_jid`, when given)."""
+    accounts = SandboxAccount.objects.filter(number_id=number_id).exclude(device_jid="")
+    if device_jid is not None:
+        accounts = accounts.filter(device_jid=device_jid)
+    accounts.update(device_jid="", paired_at=None, updated_at=timezone.now())
 
 
 def _account(number_id: int) -> SandboxAccount:
@@ -133,7 +142,7 @@ def sandbox_inject(*, number: WhatsAppNumber, fault: str, seconds: int = 3600) -
     if fault not in INJECTABLE:
         raise ValueError(f"Unknown fault {fault!r}; choose one of {', '.join(INJECTABLE)}.")
     if fault == "logout":
-        SandboxAccount.objects.filter(number=number).update(device_jid="", paired_at=None, updated_at=timezone.now())
+        _unlink(number.pk)
     if fault == "ban":
         until = timezone.now() + timedelta(seconds=seconds)
         account = _account(number.pk)
@@ -167,9 +176,7 @@ class SandboxEngine:
         return SandboxConnection(number=number, device_jid=device_jid, listener=listener, qr_timeout=qr_timeout)
 
     def forget_device(self, *, number: WhatsAppNumber, device_jid: str) -> None:
-        SandboxAccount.objects.filter(number=number, device_jid=device_jid).exclude(device_jid="").update(
-            device_jid="", paired_at=None, updated_at=timezone.now()
-        )
+        _unlink(number.pk, device_jid)
 
     def send(self, number: WhatsAppNumber, content: OutboundContent) -> SendResult:
         from sessions.connections import live_connection_send
@@ -226,9 +233,7 @@ class SandboxConnection:
         self.listener.on_disconnected(self.number_id, Disconnect(DisconnectKind.CLOSED, "Connection closed"))
 
     def logout(self) -> None:
-        SandboxAccount.objects.filter(number_id=self.number_id).update(
-            device_jid="", paired_at=None, updated_at=timezone.now()
-        )
+        _unlink(self.number_id)
         with self._lock:
             self.closed, self.connected = True, False
         hub().detach(self)
@@ -243,7 +248,7 @@ class SandboxConnection:
 
     def send(self, content: OutboundContent) -> SendResult:
         if not self.connected:
-            raise SendError("not_connected", "The sandbox number is not connected.", retryable=True)
+            raise SendError(NOT_CONNECTED, "The sandbox number is not connected.", retryable=True)
         if not isinstance(content, OutboundText):
             raise SendError("unsupported", "The sandbox network carries text messages only (no templates).")
         provider_id = f"sandbox.out.{uuid.uuid4().hex}"

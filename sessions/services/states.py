@@ -19,6 +19,7 @@ from django.utils import timezone
 from crm.events import publish_on_commit, sessions_group
 from sessions.leases import redis_connection
 from sessions.models import NumberSession, SessionOutage, SessionState, SessionStateChange, WhatsAppNumber
+from sessions.selectors import session_state_data
 
 logger = logging.getLogger(__name__)
 
@@ -41,10 +42,12 @@ class SessionStateError(Exception):
     """A transition the state machine does not allow; nothing was written."""
 
 
+class SessionActionError(Exception):
+    """The action does not apply to this number; nothing was changed."""
+
+
 def _publish(session: NumberSession, number: WhatsAppNumber) -> None:
     """The session's state to staff watching its client's numbers, and to those watching every client."""
-    from sessions.selectors import session_state_data
-
     event = {"type": "session.state", "data": session_state_data(session=session, number=number)}
     publish_on_commit(sessions_group(number.client_id), event)
     publish_on_commit(sessions_group(None), event)
@@ -62,6 +65,7 @@ def session_state_set(
     qr_expires_at: datetime | None = None,
     banned_until: datetime | None = None,
     keep_connected: bool | None = None,
+    reconnect_attempts: int | None = None,
     at: datetime | None = None,
 ) -> bool:
     """Move the number's session to `state` for `reason`. True when the state or reason changed (then a history row
@@ -92,6 +96,8 @@ def session_state_set(
         put("device_jid", device_jid)
     if keep_connected is not None:
         put("keep_connected", keep_connected)
+    if reconnect_attempts is not None:
+        put("reconnect_attempts", reconnect_attempts)
     if state == SessionState.WAITING_QR:
         if qr_code is not None:
             put("qr_code", qr_code)
@@ -102,8 +108,8 @@ def session_state_set(
         put("pairing_code", "")
     if state == SessionState.BANNED:
         put("banned_until", banned_until)
-    elif banned_until is None and state == SessionState.CONNECTED:
-        put("banned_until", None)
+    elif state == SessionState.CONNECTED:
+        put("banned_until", None)  # a ban that let it connect is over
     if state == SessionState.CONNECTED and previous != SessionState.CONNECTED:
         put("last_connected_at", now)
     if len(fields) == 1:
@@ -133,8 +139,9 @@ def session_pairing_code_set(*, number_id: int, code: str) -> None:
 
 
 def control_publish(action: str, number_id: int, **data: Any) -> None:
-    """Tell every supervisor (after commit) that a number needs attention: `wake` (re-read what staff want) or
-    `logout`. A supervisor that does not own the number ignores it; one that is down finds out on its next tick."""
+    """Tell every supervisor (after commit) what a number needs: `wake` (re-read what staff want), `logout` (after
+    a reset), `pairing_code` or `restart` (a stalled connection). Supervisors that do not hold the number ignore
+    it; one that misses it (down, or Redis away) finds out on its next heartbeat, except for a pairing code."""
 
     def send() -> None:
         try:
@@ -175,10 +182,6 @@ def session_disconnect_request(*, number: WhatsAppNumber) -> NumberSession:
     return session
 
 
-class SessionActionError(Exception):
-    """The action does not apply to this number; nothing was changed."""
-
-
 def _require_connection_engine(number: WhatsAppNumber) -> None:
     from sessions.engines import connection_engine_names
 
@@ -203,7 +206,7 @@ def session_pairing_code_request(*, number: WhatsAppNumber) -> None:
 
 def session_reset(*, number: WhatsAppNumber) -> NumberSession:
     """Log the number out and delete its device data: state `disconnected`, ready for a new QR code on Connect.
-    The worker holding its connection logs it out and lets it go."""
+    The worker holding its connection logs it out and lets it go. A running ban is not lifted by a reset."""
     from sessions.engines import get_engine
     from sessions.services.numbers import number_attention_clear
 
@@ -212,13 +215,13 @@ def session_reset(*, number: WhatsAppNumber) -> NumberSession:
         session = NumberSession.objects.select_for_update().get(number=number)
         if session.device_jid:
             get_engine(number.engine).forget_device(number=number, device_jid=session.device_jid)
-        NumberSession.objects.filter(pk=session.pk).update(reconnect_attempts=0, banned_until=None)
         session_state_set(
             number_id=number.pk,
             state=SessionState.DISCONNECTED,
             reason="Reset: device data removed; connect again for a new QR code",
             device_jid="",
             keep_connected=False,
+            reconnect_attempts=0,
         )
         number_attention_clear(number=number)
         control_publish("logout", number.pk)

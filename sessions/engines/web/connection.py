@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from django.utils import timezone
 
 from sessions.engines.base import (
+    NOT_CONNECTED,
     ConnectionListener,
     Disconnect,
     DisconnectKind,
@@ -127,7 +128,7 @@ class WebConnection(NativeConnection):
 
     def send(self, content: OutboundContent) -> SendResult:
         if not self.connected or self.client is None:
-            raise SendError("not_connected", "The WhatsApp Web number is not connected.", retryable=True)
+            raise SendError(NOT_CONNECTED, "The WhatsApp Web number is not connected.", retryable=True)
         if not isinstance(content, OutboundText):
             raise SendError("unsupported", "WhatsApp Web sends text messages only (no templates).")
         from neonize.exc import SendMessageError
