@@ -159,6 +159,9 @@ class WhatsAppNumberAdmin(ClientScopedAdmin):
     def get_fieldsets(self, request, obj=None):
         fieldsets = super().get_fieldsets(request, obj)
         if obj is not None and obj.engine in connection_engine_names():
+            # No Meta credentials for a linked device: only its identifier (a placeholder) stays.
+            identifier = ("Identifier", {"fields": ["phone_number_id"]})
+            fieldsets = [identifier if name == "Meta Cloud API" else (name, options) for name, options in fieldsets]
             fieldsets = [("Connection", {"fields": ["session_panel"]}), *fieldsets]
         return fieldsets
 
@@ -182,6 +185,7 @@ class WhatsAppNumberAdmin(ClientScopedAdmin):
                 "waiting": data["waiting_qr"],
                 "qr_version": data["qr_version"],
                 "qr_url": reverse("admin:wa_sessions_whatsappnumber_session_qr", args=[obj.pk]),
+                "time_zone": timezone.get_current_timezone_name(),
             },
         )
 
