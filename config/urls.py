@@ -1,6 +1,5 @@
 from django.contrib import admin
 from django.urls import include, path
-from django.views.generic import RedirectView
 
 from conversations.webhooks import whatsapp_webhook
 from crm.views import healthz
@@ -14,6 +13,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("webhooks/whatsapp/", whatsapp_webhook, name="whatsapp-webhook"),
     path("sandbox/", include("sessions.urls")),
-    # Until the agent-facing CRM views exist, the site's front door is the operator console.
-    path("", RedirectView.as_view(pattern_name="admin:index"), name="home"),
+    path("i18n/", include("django.conf.urls.i18n")),
+    # The agent-facing CRM is the site's front door; staff reach the operator console at /admin/.
+    path("", include("crm.urls")),
 ]

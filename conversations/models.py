@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.contrib.postgres.indexes import GinIndex
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
 
 from crm.models import Client, TimeStampedModel
 from sessions.models import validate_phone_number
@@ -64,9 +66,9 @@ class Contact(TimeStampedModel):
 
 class Conversation(TimeStampedModel):
     class Status(models.TextChoices):
-        PENDING = "pending", "Waiting in queue"
-        OPEN = "open", "Open (assigned)"
-        RESOLVED = "resolved", "Resolved"
+        PENDING = "pending", _("Waiting in queue")
+        OPEN = "open", _("Open (assigned)")
+        RESOLVED = "resolved", _("Resolved")
 
     client = models.ForeignKey(Client, on_delete=models.PROTECT, related_name="conversations")
     number = models.ForeignKey("wa_sessions.WhatsAppNumber", on_delete=models.PROTECT, related_name="conversations")
@@ -89,6 +91,8 @@ class Conversation(TimeStampedModel):
     snoozed_until = models.DateTimeField(null=True, blank=True, help_text="Hidden from the inbox until then.")
     last_message_at = models.DateTimeField(null=True, blank=True)
     last_inbound_at = models.DateTimeField(null=True, blank=True, help_text="Opens the 24-hour reply window.")
+    # Customer messages since its agent last opened it (or anyone answered): the inbox's unread badge.
+    unread_count = models.PositiveIntegerField(default=0)
 
     CLIENT_PATH = "client"
 
@@ -105,7 +109,8 @@ class Conversation(TimeStampedModel):
         indexes = [
             models.Index(fields=["queue", "status", "last_message_at"]),
             models.Index(fields=["queue", "status", "waiting_since"]),
-            models.Index(fields=["assigned_to", "status"]),
+            models.Index(fields=["assigned_to", "status", "last_message_at"]),
+            models.Index(fields=["client", "status", "last_message_at"]),
         ]
 
     def __str__(self) -> str:
@@ -131,8 +136,9 @@ class UnroutedConversation(Conversation):
 
 class Message(TimeStampedModel):
     class Direction(models.TextChoices):
-        INBOUND = "in", "Inbound"
-        OUTBOUND = "out", "Outbound"
+        INBOUND = "in", _("Inbound")
+        OUTBOUND = "out", _("Outbound")
+        INTERNAL = "int", _("Internal")  # notes and notices: shown to agents, never sent to the customer
 
     class Kind(models.TextChoices):
         TEXT = "text", "Text"
@@ -154,16 +160,16 @@ class Message(TimeStampedModel):
         UNSUPPORTED = "unsupported", "Unsupported"
 
     class Status(models.TextChoices):
-        RECEIVED = "received", "Received"  # inbound
-        PENDING = "pending", "Queued"  # outbound, written, not yet handed to the provider
-        SENDING = "sending", "Sending"  # provider call in flight
-        ACCEPTED = "accepted", "Accepted"  # the provider returned its id
-        SENT = "sent", "Sent"
-        DELIVERED = "delivered", "Delivered"
-        READ = "read", "Read"
-        PLAYED = "played", "Played"
-        FAILED = "failed", "Failed"
-        UNKNOWN = "unknown", "Unknown (interrupted while sending)"
+        RECEIVED = "received", _("Received")  # inbound
+        PENDING = "pending", _("Queued")  # outbound, written, not yet handed to the provider
+        SENDING = "sending", _("Sending")  # provider call in flight
+        ACCEPTED = "accepted", _("Accepted")  # the provider returned its id
+        SENT = "sent", _("Sent")
+        DELIVERED = "delivered", _("Delivered")
+        READ = "read", _("Read")
+        PLAYED = "played", _("Played")
+        FAILED = "failed", _("Failed")
+        UNKNOWN = "unknown", _("Unknown (interrupted while sending)")
 
     class Origin(models.TextChoices):
         """Who wrote an outbound message (blank for inbound ones)."""
@@ -203,6 +209,10 @@ class Message(TimeStampedModel):
     class Meta:
         ordering = ["created_at", "id"]
         indexes = [
+            # A conversation's history, oldest first (the conversation page reads its newest page backwards).
+            models.Index(fields=["conversation", "created_at", "id"], name="message_conversation_history"),
+            # Inbox search by text: ILIKE '%word%' through trigrams (pg_trgm, migration 0010).
+            GinIndex(fields=["body"], opclasses=["gin_trgm_ops"], name="message_body_trgm"),
             # The outbound sweeper's scan: pending and sending messages only.
             models.Index(
                 fields=["status", "status_at"],
@@ -236,7 +246,7 @@ class WebhookEvent(TimeStampedModel):
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
         PROCESSED = "processed", "Processed"
-        FAILED = "failed", "Failed"
+        FAILED = "failed", _("Failed")
 
     client = models.ForeignKey(Client, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
     body = models.JSONField()
@@ -281,3 +291,54 @@ class UnmatchedStatus(TimeStampedModel):
 
     def __str__(self) -> str:
         return f"{self.status} for {self.provider_message_id}"
+
+
+class MessageTemplate(TimeStampedModel):
+    """A WhatsApp message template Meta approved for a client's Cloud API numbers, as agents may send it.
+
+    The body is the template's text with Meta's positional placeholders ({{1}}, {{2}}, ...); the agent fills
+    one value per placeholder. Offered when a conversation's 24-hour window is closed.
+    """
+
+    client = models.ForeignKey(Client, on_delete=models.PROTECT, related_name="message_templates")
+    number = models.ForeignKey(
+        "wa_sessions.WhatsAppNumber",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="message_templates",
+        help_text="Only for this number; blank: every Cloud API number of the client (same WhatsApp account).",
+    )
+    name = models.CharField(max_length=512, help_text="The template's name at Meta, e.g. order_update.")
+    language = models.CharField(max_length=15, default="es", help_text="Meta's language code, e.g. es, es_MX, en_US.")
+    body = models.TextField(help_text="The body text as approved, with {{1}}, {{2}} … where values go.")
+    is_active = models.BooleanField(default=True)
+
+    CLIENT_PATH = "client"
+
+    class Meta:
+        ordering = ["client__name", "name", "language"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["client", "number", "name", "language"],
+                nulls_distinct=False,
+                name="unique_message_template",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.language})"
+
+    @property
+    def placeholders(self) -> list[int]:
+        """The positional placeholders of the body, in order: [1, 2] for "Hi {{1}}, order {{2}}"."""
+        import re
+
+        return sorted({int(n) for n in re.findall(r"\{\{\s*(\d+)\s*\}\}", self.body)})
+
+    def clean(self) -> None:
+        if self.number_id and self.client_id and self.number.client_id != self.client_id:
+            raise ValidationError({"number": "The number belongs to another client."})
+        found = self.placeholders
+        if found != list(range(1, len(found) + 1)):
+            raise ValidationError({"body": f"Placeholders must be {{{{1}}}}, {{{{2}}}} … without gaps; found {found}."})

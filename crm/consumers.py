@@ -1,10 +1,13 @@
-"""WebSocket consumers: authenticate, join groups, forward events. They never write."""
+"""WebSocket consumers: authenticate, join groups, forward events (docs/realtime.md). They write nothing but the
+user's presence in Redis (crm/presence.py)."""
 
 from __future__ import annotations
 
+from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from crm.events import live_events_of, user_group
+from crm.events import client_group, live_events_of, queue_group, user_group
 
 CLOSE_UNAUTHENTICATED = 4401
 
@@ -31,14 +34,53 @@ class GroupForwardingConsumer(AsyncJsonWebsocketConsumer):
             await self.send_json(event)
 
 
+def live_groups_for(user) -> list[str]:
+    """The groups a user's CRM page listens to, by the same rules as the pages (crm/access.py): their own events,
+    their queues' (every queue of their clients for staff), and, for staff, their clients' unrouted
+    conversations."""
+    from crm.access import access_for
+    from crm.models import Client
+
+    access = access_for(user)
+    groups = [user_group(user.pk)]
+    groups += [queue_group(pk) for pk in access.queues().order_by("pk").values_list("pk", flat=True)]
+    if access.is_staff:
+        clients = Client.objects.all() if access.client_ids is None else Client.objects.filter(pk__in=access.client_ids)
+        groups += [client_group(pk) for pk in clients.order_by("pk").values_list("pk", flat=True)]
+    return groups
+
+
 class LiveConsumer(GroupForwardingConsumer):
-    """`/ws/live/`: the logged-in user's live events. Anonymous connections are refused."""
+    """`/ws/live/`: the logged-in user's live events. Anonymous connections are refused. The page sends
+    `{"type": "ping"}` every 20 s, which keeps the agent present (auto-away, docs/crm.md)."""
 
     async def connect(self) -> None:
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
-        await self.join([user_group(user.pk)])
+        self.user_id = user.pk
+        await self.join(await database_sync_to_async(live_groups_for)(user))
         await self.accept()
+        await self._presence("touch")
         await self.send_json({"type": "hello", "data": {"user": user.get_username()}})
+
+    async def receive_json(self, content, **kwargs) -> None:
+        if isinstance(content, dict) and content.get("type") == "ping":
+            await self._presence("touch")
+
+    async def disconnect(self, code: int) -> None:
+        await super().disconnect(code)
+        if getattr(self, "user_id", None) is not None:
+            await self._presence("leave")
+
+    async def _presence(self, what: str) -> None:
+        from crm import presence
+
+        action = presence.presence_touch if what == "touch" else presence.presence_leave
+        try:
+            await sync_to_async(action, thread_sensitive=False)(user_id=self.user_id, channel=self.channel_name)
+        except Exception:  # presence is a convenience: a Redis hiccup must not drop the socket
+            import logging
+
+            logging.getLogger(__name__).warning("presence %s for user %s failed", what, self.user_id, exc_info=True)

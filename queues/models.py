@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 from crm.models import Client, TimeStampedModel
 
@@ -59,9 +60,9 @@ class AgentAvailability(TimeStampedModel):
     """Whether an agent takes new conversations now. The assignment policy reads it (docs/assignment.md)."""
 
     class Status(models.TextChoices):
-        ONLINE = "online", "Online"
-        AWAY = "away", "Away"
-        OFFLINE = "offline", "Offline"
+        ONLINE = "online", _("Online")
+        AWAY = "away", _("Away")
+        OFFLINE = "offline", _("Offline")
 
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="availability")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.OFFLINE)
@@ -76,3 +77,21 @@ class AgentAvailability(TimeStampedModel):
 
     def __str__(self) -> str:
         return f"{self.user}: {self.get_status_display()}"
+
+
+class QuickReply(TimeStampedModel):
+    """A canned answer of one queue: agents type `/shortcut` in the reply box to insert its text."""
+
+    queue = models.ForeignKey(Queue, on_delete=models.CASCADE, related_name="quick_replies")
+    shortcut = models.SlugField(max_length=40, help_text="Typed after a slash: /hours inserts this reply.")
+    text = models.TextField(max_length=4096)
+
+    CLIENT_PATH = "queue__client"
+
+    class Meta:
+        ordering = ["queue__name", "shortcut"]
+        constraints = [models.UniqueConstraint(fields=["queue", "shortcut"], name="unique_quick_reply_shortcut")]
+        verbose_name_plural = "quick replies"
+
+    def __str__(self) -> str:
+        return f"/{self.shortcut}"

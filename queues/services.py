@@ -147,3 +147,24 @@ def agent_availability_set(*, user: AbstractBaseUser, status: str) -> AgentAvail
         ):
             queue_dispatch_waiting(queue_id=queue_id)
     return availability
+
+
+def agents_presence_sweep() -> list[int]:
+    """Beat's auto-away (docs/crm.md): online agents whose last CRM tab closed (or went silent) longer ago than
+    AGENT_AWAY_GRACE_SECONDS are set away, so the policy stops giving them conversations. Returns their ids."""
+    from django.contrib.auth import get_user_model
+
+    from crm.presence import presence_absent, presence_forget
+
+    away = []
+    for user_id in presence_absent():
+        user = get_user_model().objects.filter(pk=user_id).first()
+        if (
+            user is not None
+            and AgentAvailability.objects.filter(user_id=user_id, status=AgentAvailability.Status.ONLINE).exists()
+        ):
+            agent_availability_set(user=user, status=AgentAvailability.Status.AWAY)
+            away.append(user_id)
+            logger.info("agent %s set away: no CRM tab open", user_id)
+        presence_forget(user_id=user_id)
+    return away

@@ -18,6 +18,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
+    "django.contrib.postgres",
     "rest_framework",
     "channels",
     "django_celery_beat",
@@ -94,7 +95,9 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
-LOGIN_URL = "admin:login"
+LOGIN_URL = "crm:login"
+LOGIN_REDIRECT_URL = "crm:inbox"
+LOGOUT_REDIRECT_URL = "crm:login"
 
 LANGUAGE_CODE = env.str("LANGUAGE_CODE", default="es")
 LANGUAGES = [("es", "Español"), ("en", "English")]
@@ -148,6 +151,8 @@ WHATSAPP_SEND_RETRIES = env.int("WHATSAPP_SEND_RETRIES", default=3)
 WHATSAPP_SEND_BACKOFF = env.float("WHATSAPP_SEND_BACKOFF", default=0.5)
 # Longest wait honoured from a Retry-After header (seconds).
 WHATSAPP_SEND_RETRY_AFTER_MAX = env.float("WHATSAPP_SEND_RETRY_AFTER_MAX", default=30.0)
+# Largest received file agents may open (bytes); Meta's largest document is 100 MB.
+WHATSAPP_MEDIA_MAX_BYTES = env.int("WHATSAPP_MEDIA_MAX_BYTES", default=100 * 1024 * 1024)
 # Meta's webhook bodies reach 3 MB; anything larger is refused before it is read.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 4 * 1024 * 1024
 
@@ -184,6 +189,10 @@ WHATSAPP_QR_TIMEOUT = env.float("WHATSAPP_QR_TIMEOUT", default=120)
 # WhatsApp Web connections through a proxy (socks5://host:port or http://host:port); empty: direct.
 WHATSAPP_WEB_PROXY = env.str("WHATSAPP_WEB_PROXY", default="")
 
+# --- Agent CRM (docs/crm.md) --------------------------------------------------------------------------------
+# An online agent whose last CRM tab closed (or went silent) this many seconds ago is set "away".
+AGENT_AWAY_GRACE_SECONDS = env.int("AGENT_AWAY_GRACE_SECONDS", default=90)
+
 # --- Health ------------------------------------------------------------------------------------------------
 # Queues /healthz expects at least one worker to consume, and how stale beat's last tick may be.
 HEALTH_EXPECTED_QUEUES: list[str] = env.list("HEALTH_EXPECTED_QUEUES", default=["default", "campaigns", "sessions"])
@@ -214,5 +223,7 @@ LOGGING = {
         "django.db.backends": {"level": "INFO"},
         "daphne": {"level": "INFO"},
         "celery": {"level": LOG_LEVEL},
+        # httpx logs every request URL at INFO; media download URLs carry signed query strings.
+        "httpx": {"level": "WARNING"},
     },
 }

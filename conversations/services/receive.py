@@ -343,6 +343,8 @@ def _conversation_note_message(entry: _Touched, message: InboundMessage, number:
     if conversation.last_inbound_at is None or message.timestamp > conversation.last_inbound_at:
         conversation.last_inbound_at = message.timestamp  # opens (or extends) the 24-hour window
         entry.fields.add("last_inbound_at")
+    conversation.unread_count += 1
+    entry.fields.add("unread_count")
     if conversation.snoozed_until is not None:
         conversation.snoozed_until = None  # the customer wrote: back in the inbox
         entry.fields.add("snoozed_until")

@@ -10,15 +10,21 @@ At most once: the Graph API has no idempotency key, so a request Meta received b
 connection dropped mid-answer, a 2xx without an id) may have been sent. It is never repeated; it is raised as an
 `ambiguous` SendError and the message is left for a human to decide (docs/outbound.md).
 
+Files customers sent (`media_fetch`): `GET /{version}/{media_id}` answers a download URL that lives five minutes,
+then a GET of that URL with the same token answers the bytes. Both are tried once more after a 5xx or a connection
+problem (a GET is safe to repeat); files over WHATSAPP_MEDIA_MAX_BYTES are refused before or while downloading.
+
 Settings (all optional): WHATSAPP_GRAPH_API_URL, WHATSAPP_GRAPH_API_VERSION, WHATSAPP_SEND_TIMEOUT (seconds per
 request), WHATSAPP_SEND_RETRIES, WHATSAPP_SEND_BACKOFF (base seconds), WHATSAPP_SEND_RETRY_AFTER_MAX (seconds: the
-longest `Retry-After` honoured).
+longest `Retry-After` honoured), WHATSAPP_MEDIA_MAX_BYTES.
 
-Logs carry ids, codes and HTTP statuses only: never the token, the message body or the recipient's number.
+Logs carry ids, codes and HTTP statuses only: never the token, the message body, the recipient's number or a media
+download URL (its query string is a credential).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random
@@ -28,6 +34,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import httpx
 from django.conf import settings
@@ -36,6 +43,7 @@ from sessions.engines.base import OutboundContent, OutboundTemplate, OutboundTex
 
 if TYPE_CHECKING:
     from sessions.models import WhatsAppNumber
+    from sessions.services.media import MediaFile
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +80,11 @@ REASONS: dict[int, str] = {
 }
 
 
+MEDIA_ATTEMPTS = 2  # a media GET is tried once more after a 5xx or a connection problem
+MEDIA_DEADLINE = 300.0  # seconds one download may take in all, however slowly its bytes arrive
+MEDIA_METADATA_MAX_BYTES = 64 * 1024  # Meta's answer about a media id is a few hundred bytes
+
+
 @dataclass(frozen=True)
 class _Failure:
     """One failed attempt, before deciding whether to retry it."""
@@ -106,6 +119,77 @@ class CloudEngine:
         payload = message_payload(content)
 
         return self._send_with_retries(self._client, number, url, headers, payload)
+
+    def media_fetch(self, number: WhatsAppNumber, media_id: str) -> MediaFile:
+        """A file a customer sent to `number`: Meta's metadata for `media_id` (a short-lived download URL, the MIME
+        type and size), then the bytes from that URL. Raises `MediaUnavailable`."""
+        # The service owns these engine-neutral types; imported here because the service imports the engines.
+        from sessions.services.media import MediaFile, MediaUnavailable
+
+        def unavailable(code: str, message: str, http_status: int | None = None) -> MediaUnavailable:
+            logger.warning(
+                "Cloud API media %s of number %s unavailable: %s (HTTP %s)", media_id, number.pk, code, http_status
+            )
+            return MediaUnavailable(code, message)
+
+        token = _plaintext(number.access_token)
+        if not token:
+            raise unavailable(
+                MediaUnavailable.PROVIDER_ERROR,
+                "The number has no access token: add the token from Meta's app settings.",
+            )
+        headers = {"Authorization": f"Bearer {token}"}
+        limit = int(settings.WHATSAPP_MEDIA_MAX_BYTES)
+        unreachable = "WhatsApp could not be reached to fetch the file; try again in a moment."
+        bad_token = "WhatsApp refused the number's access token: update the token in the number's settings."
+
+        url = f"{_graph_url()}/{_graph_version()}/{quote(media_id, safe='')}"
+        answer = _media_get(self._client, url, headers, limit=MEDIA_METADATA_MAX_BYTES)
+        if answer is None:
+            raise unavailable(MediaUnavailable.PROVIDER_ERROR, unreachable)
+        info = _json_object(answer.body)
+        if answer.status in (400, 404) and _error_code(info) != 190:
+            raise unavailable(
+                MediaUnavailable.NOT_FOUND,
+                "WhatsApp no longer has this file: it keeps files customers send for a limited time (about 30 days).",
+                answer.status,
+            )
+        if answer.status == 401 or _error_code(info) == 190:
+            raise unavailable(MediaUnavailable.PROVIDER_ERROR, bad_token, answer.status)
+        download_url = info.get("url")
+        if not 200 <= answer.status < 300 or answer.too_large or not isinstance(download_url, str) or not download_url:
+            raise unavailable(
+                MediaUnavailable.PROVIDER_ERROR,
+                f"WhatsApp answered HTTP {answer.status} without a link to the file; try again later.",
+                answer.status,
+            )
+        declared_size = _int_or_none(info.get("file_size"))
+        if declared_size is not None and declared_size > limit:
+            raise unavailable(MediaUnavailable.TOO_LARGE, _too_large_message(declared_size, limit), answer.status)
+
+        download = _media_get(self._client, download_url, headers, limit=limit)
+        if download is None:
+            raise unavailable(MediaUnavailable.PROVIDER_ERROR, unreachable)
+        if download.too_large:
+            raise unavailable(MediaUnavailable.TOO_LARGE, _too_large_message(None, limit), download.status)
+        if download.status == 401:
+            raise unavailable(MediaUnavailable.PROVIDER_ERROR, bad_token, download.status)
+        if download.status in (403, 404, 410):
+            raise unavailable(
+                MediaUnavailable.EXPIRED,
+                "WhatsApp's download link for this file expired before the file arrived; open it again.",
+                download.status,
+            )
+        if not 200 <= download.status < 300:
+            raise unavailable(
+                MediaUnavailable.PROVIDER_ERROR,
+                f"WhatsApp answered HTTP {download.status} instead of the file; try again later.",
+                download.status,
+            )
+        mime_type = info.get("mime_type") if isinstance(info.get("mime_type"), str) else ""
+        mime_type = mime_type or download.content_type or "application/octet-stream"
+        logger.info("Cloud API media %s of number %s fetched: %d bytes", media_id, number.pk, len(download.body))
+        return MediaFile(content=download.body, mime_type=mime_type, filename="")
 
     def _send_with_retries(
         self,
@@ -157,6 +241,89 @@ class CloudEngine:
                 wait,
             )
             time.sleep(wait)
+
+
+@dataclass(frozen=True)
+class _Fetched:
+    """One media GET's answer, its body read up to a limit (`too_large`: the limit was passed, body dropped)."""
+
+    status: int
+    content_type: str
+    body: bytes
+    too_large: bool = False
+
+
+class _TooSlow(Exception):
+    """A download took longer than MEDIA_DEADLINE."""
+
+
+def _media_get(client: httpx.Client, url: str, headers: dict[str, str], *, limit: int) -> _Fetched | None:
+    """GET `url`, reading at most `limit` bytes; once more after a 5xx or a connection problem. None: WhatsApp
+    could not be reached (or was too slow) both times. The URL is never logged: its query string is a credential."""
+    timeout = float(settings.WHATSAPP_SEND_TIMEOUT)
+    fetched: _Fetched | None = None
+    for attempt in range(1, MEDIA_ATTEMPTS + 1):
+        try:
+            fetched = _media_get_once(client, url, headers, limit=limit, timeout=timeout)
+        except (httpx.TransportError, _TooSlow) as exc:
+            logger.info(
+                "Cloud API media request failed (%s), attempt %d of %d", type(exc).__name__, attempt, MEDIA_ATTEMPTS
+            )
+            fetched = None
+        else:
+            if fetched.status < 500:
+                return fetched
+            logger.info(
+                "Cloud API media request answered HTTP %d, attempt %d of %d", fetched.status, attempt, MEDIA_ATTEMPTS
+            )
+        if attempt < MEDIA_ATTEMPTS:
+            time.sleep(_retry_wait(attempt, None))
+    return fetched
+
+
+def _media_get_once(client: httpx.Client, url: str, headers: dict[str, str], *, limit: int, timeout: float) -> _Fetched:
+    deadline = time.monotonic() + MEDIA_DEADLINE
+    with client.stream("GET", url, headers=headers, timeout=timeout, follow_redirects=True) as response:
+        status = response.status_code
+        content_type = response.headers.get("Content-Type", "")
+        declared = _int_or_none(response.headers.get("Content-Length"))
+        if declared is not None and declared > limit:
+            return _Fetched(status, content_type, b"", too_large=True)
+        chunks: list[bytes] = []
+        size = 0
+        for chunk in response.iter_bytes():
+            size += len(chunk)
+            if size > limit:
+                return _Fetched(status, content_type, b"", too_large=True)
+            if time.monotonic() > deadline:
+                raise _TooSlow
+            chunks.append(chunk)
+    return _Fetched(status, content_type, b"".join(chunks))
+
+
+def _json_object(raw: bytes) -> dict[str, Any]:
+    try:
+        body = json.loads(raw) if raw else None
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _error_code(body: dict[str, Any]) -> int | None:
+    error = body.get("error")
+    return _int_or_none(error.get("code")) if isinstance(error, dict) else None
+
+
+def _int_or_none(value: Any) -> int | None:
+    try:
+        return int(value) if value is not None and not isinstance(value, bool) else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _too_large_message(size: int | None, limit: int) -> str:
+    megabytes = f"{size / 1_048_576:.1f} MB, " if size is not None else ""
+    return f"The file is too large to open here ({megabytes}the limit is {limit / 1_048_576:.1f} MB)."
 
 
 def message_payload(content: OutboundContent) -> dict[str, Any]:

@@ -3,10 +3,12 @@
 - `numbers`: a number's session row, sending through its engine, the attention flag;
 - `registry_sync`: the JSON connection registry reconciled into the numbers table;
 - `states`: session states, their history and outages, and what staff ask of a connection;
-- `health`: the 5-minute check of every session.
+- `health`: the 5-minute check of every session;
+- `media`: files customers sent, fetched from the provider when an agent opens them.
 """
 
 from sessions.services.health import sessions_check
+from sessions.services.media import MediaFile, MediaUnavailable, number_media_fetch
 from sessions.services.numbers import (
     number_attention_clear,
     number_attention_set,
@@ -25,6 +27,9 @@ from sessions.services.states import (
 )
 
 __all__ = [
+    "MediaFile",
+    "MediaUnavailable",
+    "number_media_fetch",
     "REGISTRY_SYNC_LOCK",
     "SessionActionError",
     "SessionStateError",

@@ -1,4 +1,4 @@
-"""A fake of Meta's Graph API messages endpoint: a real HTTP server on 127.0.0.1 in a background thread.
+"""A fake of Meta's Graph API messages and media endpoints: a real HTTP server on 127.0.0.1 in a background thread.
 
     with FakeGraphApi() as fake:            # or fake.start() / fake.stop(); or the `graph_api` fixture
         fake.tokens["106540352200001"] = "EAAG..."
@@ -14,6 +14,17 @@ It answers `POST /{version}/{phone_number_id}/messages` like Meta:
   `template` with template.name and template.language.code); a problem answers 400, code 100, naming the field.
 - Success answers 200 with `{"messaging_product", "contacts": [{"input", "wa_id"}], "messages": [{"id"}]}` and a
   fresh unique `wamid.` id.
+
+Media (files customers sent): `fake.add_media(media_id, content, mime_type, *, phone_number_id=None,
+file_size=None)` registers a file. Then, like Meta:
+
+- `GET /{version}/{media_id}` answers 200 `{"messaging_product", "url", "mime_type", "sha256", "file_size", "id"}`,
+  `url` pointing back here (`{fake.url}/media-download/{media_id}?mid=...&hash=...`); `file_size` may be set to
+  lie about the size. An unknown media id answers 404, code 100; a `?phone_number_id=` other than the one the
+  file was registered with answers 400, code 100.
+- `GET /media-download/{media_id}` answers the bytes with the file's Content-Type.
+- Both want `Authorization: Bearer <token>`: the token of the file's `phone_number_id` when `fake.tokens` has it,
+  else any token in `fake.tokens`, else any token at all; otherwise 401, code 190.
 
 Recording: `fake.requests` is a snapshot list of `RecordedRequest(method, path, headers, json, status)`;
 header names are lower-cased; `json` is None when the body was not JSON; `status` is the status answered.
@@ -33,7 +44,9 @@ Thread-safe: requests are handled on their own threads; recording and scripting 
 
 from __future__ import annotations
 
+import hashlib
 import json
+import secrets
 import threading
 import uuid
 from collections import deque
@@ -41,10 +54,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs
 
 import pytest
 
-__all__ = ["FakeGraphApi", "RecordedRequest", "graph_api"]
+__all__ = ["FakeGraphApi", "RecordedRequest", "graph_api", "meta_error"]
 
 
 @dataclass(frozen=True)
@@ -61,6 +75,15 @@ class _Reply:
     status: int
     body: bytes
     headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Media:
+    content: bytes
+    mime_type: str
+    phone_number_id: str | None
+    file_size: int
+    signature: str  # the download URL's `hash`: like Meta's, a credential in a query string
 
 
 @dataclass(frozen=True)
@@ -95,6 +118,7 @@ def _json_reply(status: int, body: dict[str, Any], headers: dict[str, str] | Non
 class FakeGraphApi:
     def __init__(self) -> None:
         self.tokens: dict[str, str] = {}
+        self.media: dict[str, _Media] = {}
         self.delay: float = 0.0
         self.url: str = ""
         self._lock = threading.Lock()
@@ -172,6 +196,20 @@ class FakeGraphApi:
         for _ in range(count):
             self._queue(_Script(None, drop=True))
 
+    def add_media(
+        self,
+        media_id: str,
+        content: bytes,
+        mime_type: str = "image/jpeg",
+        *,
+        phone_number_id: str | None = None,
+        file_size: int | None = None,
+    ) -> None:
+        """A file a customer sent, kept until the fake stops; `file_size` overrides the size Meta reports."""
+        size = len(content) if file_size is None else file_size
+        with self._lock:
+            self.media[media_id] = _Media(content, mime_type, phone_number_id, size, secrets.token_hex(16))
+
     def _queue(self, script: _Script) -> None:
         with self._lock:
             self._scripts.append(script)
@@ -194,6 +232,10 @@ class FakeGraphApi:
 
     def _answer(self, method: str, path: str, headers: dict[str, str], body: Any) -> _Reply:
         parts = path.split("?", 1)[0].strip("/").split("/")
+        if method == "GET" and len(parts) == 2 and parts[0] == "media-download":
+            return self._media_download(parts[1], headers)
+        if method == "GET" and len(parts) == 2 and parts[0].startswith("v"):
+            return self._media_info(parts[1], path, headers)
         if len(parts) != 3 or parts[2] != "messages" or not parts[0].startswith("v"):
             return _json_reply(400, meta_error(100, f"Unknown path components: {path}"))
         phone_number_id = parts[1]
@@ -227,6 +269,50 @@ class FakeGraphApi:
                 "messages": [{"id": wamid}],
             },
         )
+
+    def _media_info(self, media_id: str, path: str, headers: dict[str, str]) -> _Reply:
+        media = self.media.get(media_id)
+        if media is None:
+            message = f"Unsupported get request. Object with ID '{media_id}' does not exist."
+            return _json_reply(404, meta_error(100, message, type_="GraphMethodException", subcode=33))
+        refused = self._media_auth_problem(media, headers)
+        if refused:
+            return refused
+        asked_for = parse_qs(path.split("?", 1)[1]).get("phone_number_id", [None])[0] if "?" in path else None
+        if asked_for is not None and media.phone_number_id is not None and asked_for != media.phone_number_id:
+            return _json_reply(400, meta_error(100, "(#100) Param phone_number_id does not match the media's"))
+        return _json_reply(
+            200,
+            {
+                "messaging_product": "whatsapp",
+                "url": f"{self.url}/media-download/{media_id}?mid={media_id}&hash={media.signature}",
+                "mime_type": media.mime_type,
+                "sha256": hashlib.sha256(media.content).hexdigest(),
+                "file_size": media.file_size,
+                "id": media_id,
+            },
+        )
+
+    def _media_download(self, media_id: str, headers: dict[str, str]) -> _Reply:
+        media = self.media.get(media_id)
+        if media is None:
+            return _Reply(404, b"", {"Content-Type": "text/plain"})
+        refused = self._media_auth_problem(media, headers)
+        if refused:
+            return refused
+        return _Reply(200, media.content, {"Content-Type": media.mime_type})
+
+    def _media_auth_problem(self, media: _Media, headers: dict[str, str]) -> _Reply | None:
+        authorization = headers.get("authorization", "")
+        token = authorization[len("Bearer ") :] if authorization.startswith("Bearer ") else ""
+        if media.phone_number_id is not None and media.phone_number_id in self.tokens:
+            accepted = {self.tokens[media.phone_number_id]}
+        else:
+            accepted = set(self.tokens.values())
+        if not token or (accepted and token not in accepted):
+            message = "Error validating access token: Session has expired or the token is invalid."
+            return _json_reply(401, meta_error(190, message, subcode=463))
+        return None
 
 
 def _payload_problem(body: Any) -> str | None:

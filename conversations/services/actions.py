@@ -1,0 +1,299 @@
+"""What agents do to a conversation from the CRM views (docs/crm.md): take, transfer, resolve, reopen, snooze,
+write a note, reply, mark read. One function per action, each in one transaction, events after commit.
+
+These functions check the state of the conversation, not who asks: the views decide with `crm.access` whether
+the user may act, and only then call here.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from conversations.models import Conversation, Message
+from conversations.services.live import publish_conversation_event, publish_message_created
+from conversations.services.outbound import Template, message_send
+from crm.events import publish_on_commit, queue_group, user_group
+from queues.models import Queue, QueueMembership
+from queues.services import conversation_assign, conversation_assign_by_policy
+
+logger = logging.getLogger(__name__)
+
+MAX_NOTE_CHARS = 4096
+
+
+class ConversationActionError(Exception):
+    """The action cannot be done in the conversation's current state; nothing was changed."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _locked(conversation: Conversation) -> Conversation:
+    return (
+        Conversation.objects.select_for_update(of=("self",))
+        .select_related("queue", "number", "contact")
+        .get(pk=conversation.pk)
+    )
+
+
+def _publish_updated(conversation: Conversation, *, by: AbstractBaseUser | None, action: str, **extra) -> None:
+    publish_conversation_event(
+        conversation,
+        {
+            "type": "conversation.updated",
+            "data": {
+                "conversation": conversation.pk,
+                "action": action,
+                "status": conversation.status,
+                "queue": conversation.queue_id,
+                "agent": conversation.assigned_to_id,
+                "by": by.pk if by is not None else None,
+                **extra,
+            },
+        },
+    )
+
+
+def _notice(conversation: Conversation, text: str, by: AbstractBaseUser | None) -> Message:
+    """A line in the conversation's history that only agents see (who took it, where it went, why)."""
+    now = timezone.now()
+    notice = Message.objects.create(
+        conversation=conversation,
+        number_id=conversation.number_id,
+        direction=Message.Direction.INTERNAL,
+        origin=Message.Origin.SYSTEM,
+        kind=Message.Kind.SYSTEM,
+        body=text,
+        status=Message.Status.RECEIVED,
+        status_at=now,
+        sent_by=by,
+    )
+    publish_message_created(notice, conversation)
+    return notice
+
+
+def _name(user: AbstractBaseUser) -> str:
+    return user.get_full_name() or user.get_username()
+
+
+def _refuse_resolved(conversation: Conversation) -> None:
+    if conversation.status == Conversation.Status.RESOLVED:
+        raise ConversationActionError("resolved", _("The conversation is resolved: reopen it first."))
+
+
+@transaction.atomic
+def conversation_take(*, conversation: Conversation, user: AbstractBaseUser) -> Conversation:
+    """The user assigns the conversation to themselves (an agent picking from the queue, or a supervisor
+    stepping in). Capacity is not checked: taking is a deliberate choice."""
+    conversation = _locked(conversation)
+    _refuse_resolved(conversation)
+    if conversation.assigned_to_id == user.pk:
+        return conversation
+    conversation_assign(conversation=conversation, user_id=user.pk, assigned_by=user, reason="taken")
+    _notice(conversation, _("%(name)s took the conversation.") % {"name": _name(user)}, user)
+    return conversation
+
+
+@transaction.atomic
+def conversation_transfer(
+    *,
+    conversation: Conversation,
+    by: AbstractBaseUser,
+    to_user: AbstractBaseUser | None = None,
+    to_queue: Queue | None = None,
+) -> Conversation:
+    """Hand the conversation to another agent, to another queue, or to an agent of another queue.
+
+    To a queue alone: it waits there (pending) and the assignment policy picks an agent. To an agent: they must
+    be an active member of the (new) queue."""
+    if to_user is None and to_queue is None:
+        raise ConversationActionError("invalid", _("Choose an agent or a queue to transfer to."))
+    conversation = _locked(conversation)
+    _refuse_resolved(conversation)
+    queue = to_queue or conversation.queue
+    if to_queue is not None and (to_queue.client_id != conversation.client_id or not to_queue.is_active):
+        raise ConversationActionError("invalid_queue", _("That queue is not an active queue of this business."))
+    if to_user is not None:
+        member = (
+            queue is not None
+            and to_user.is_active
+            and QueueMembership.objects.filter(queue=queue, user=to_user).exists()
+        )
+        if not member:
+            raise ConversationActionError(
+                "invalid_agent",
+                _("%(agent)s is not an agent of the queue %(queue)s.")
+                % {"agent": _name(to_user), "queue": queue.name if queue else "-"},
+            )
+    old_queue_id, old_agent_id = conversation.queue_id, conversation.assigned_to_id
+    if to_user is None and queue.pk == old_queue_id:
+        raise ConversationActionError("same_queue", _("The conversation is already in that queue."))
+    if queue is not None and queue.pk != old_queue_id:
+        conversation.queue = queue
+        conversation.status = Conversation.Status.PENDING
+        conversation.assigned_to = None
+        conversation.waiting_since = timezone.now()
+        conversation.save(update_fields=["queue", "status", "assigned_to", "waiting_since", "updated_at"])
+        # Whoever watched the old queue or had the conversation sees it leave.
+        event = {
+            "type": "conversation.updated",
+            "data": {
+                "conversation": conversation.pk,
+                "action": "transferred",
+                "status": conversation.status,
+                "queue": conversation.queue_id,
+                "agent": None,
+                "by": by.pk,
+            },
+        }
+        if old_queue_id:
+            publish_on_commit(queue_group(old_queue_id), event)
+        if old_agent_id:
+            publish_on_commit(user_group(old_agent_id), event)
+        _publish_updated(conversation, by=by, action="transferred")
+    if to_user is not None:
+        if conversation.assigned_to_id != to_user.pk:
+            conversation_assign(conversation=conversation, user_id=to_user.pk, assigned_by=by, reason="transfer")
+        text = _("%(by)s transferred the conversation to %(agent)s.") % {"by": _name(by), "agent": _name(to_user)}
+    else:
+        text = _("%(by)s transferred the conversation to the queue %(queue)s.") % {"by": _name(by), "queue": queue}
+    _notice(conversation, text, by)
+    if to_user is None:
+        conversation_assign_by_policy(conversation=conversation)
+    logger.info("conversation %s transferred by user %s (queue %s → %s)", conversation.pk, by.pk, old_queue_id, queue)
+    return conversation
+
+
+@transaction.atomic
+def conversation_resolve(*, conversation: Conversation, by: AbstractBaseUser) -> Conversation:
+    conversation = _locked(conversation)
+    if conversation.status == Conversation.Status.RESOLVED:
+        return conversation
+    conversation.status = Conversation.Status.RESOLVED
+    conversation.resolved_at = timezone.now()
+    conversation.snoozed_until = None
+    conversation.unread_count = 0
+    conversation.save(update_fields=["status", "resolved_at", "snoozed_until", "unread_count", "updated_at"])
+    _notice(conversation, _("%(name)s resolved the conversation.") % {"name": _name(by)}, by)
+    _publish_updated(conversation, by=by, action="resolved")
+    return conversation
+
+
+@transaction.atomic
+def conversation_reopen(*, conversation: Conversation, by: AbstractBaseUser) -> Conversation:
+    """A resolved conversation is open again: with its agent when it had one, else waiting in its queue."""
+    conversation = _locked(conversation)
+    if conversation.status != Conversation.Status.RESOLVED:
+        return conversation
+    newer = (
+        Conversation.objects.filter(number_id=conversation.number_id, contact_id=conversation.contact_id)
+        .exclude(status=Conversation.Status.RESOLVED)
+        .values_list("pk", flat=True)
+        .first()
+    )
+    if newer is not None:
+        raise ConversationActionError(
+            "newer_open",
+            _("This customer already has an open conversation on this number (#%(id)s): continue there.")
+            % {"id": newer},
+        )
+    now = timezone.now()
+    conversation.resolved_at = None
+    if conversation.assigned_to_id:
+        conversation.status = Conversation.Status.OPEN
+    else:
+        conversation.status = Conversation.Status.PENDING
+        conversation.waiting_since = now
+    try:
+        with transaction.atomic():
+            conversation.save(update_fields=["status", "resolved_at", "waiting_since", "updated_at"])
+    except IntegrityError:  # a customer message opened a new one meanwhile
+        raise ConversationActionError(
+            "newer_open", _("This customer already has an open conversation on this number.")
+        ) from None
+    _notice(conversation, _("%(name)s reopened the conversation.") % {"name": _name(by)}, by)
+    _publish_updated(conversation, by=by, action="reopened")
+    if conversation.status == Conversation.Status.PENDING:
+        conversation_assign_by_policy(conversation=conversation)
+    return conversation
+
+
+@transaction.atomic
+def conversation_snooze(*, conversation: Conversation, by: AbstractBaseUser, until: datetime | None) -> Conversation:
+    """Hide the conversation from the inbox until `until` (None: show it again now). A customer message brings
+    it back earlier."""
+    conversation = _locked(conversation)
+    _refuse_resolved(conversation)
+    if until is not None and until <= timezone.now():
+        raise ConversationActionError("invalid", _("Choose a time in the future."))
+    conversation.snoozed_until = until
+    conversation.save(update_fields=["snoozed_until", "updated_at"])
+    if until is None:
+        text = _("%(name)s brought the conversation back to the inbox.") % {"name": _name(by)}
+    else:
+        local = timezone.localtime(until)
+        text = _("%(name)s snoozed the conversation until %(until)s.") % {
+            "name": _name(by),
+            "until": local.strftime("%Y-%m-%d %H:%M"),
+        }
+    _notice(conversation, text, by)
+    _publish_updated(conversation, by=by, action="snoozed", snoozed_until=until.isoformat() if until else None)
+    return conversation
+
+
+@transaction.atomic
+def conversation_note_add(*, conversation: Conversation, by: AbstractBaseUser, text: str) -> Message:
+    """An internal note: stored with the history, shown to agents, never sent to the customer."""
+    text = text.strip()
+    if not text:
+        raise ConversationActionError("empty", _("The note is empty."))
+    if len(text) > MAX_NOTE_CHARS:
+        raise ConversationActionError("too_long", _("A note has at most %(n)s characters.") % {"n": MAX_NOTE_CHARS})
+    conversation = _locked(conversation)
+    note = Message.objects.create(
+        conversation=conversation,
+        number_id=conversation.number_id,
+        direction=Message.Direction.INTERNAL,
+        origin=Message.Origin.AGENT,
+        kind=Message.Kind.NOTE,
+        body=text,
+        status=Message.Status.RECEIVED,
+        status_at=timezone.now(),
+        sent_by=by,
+    )
+    publish_message_created(note, conversation)
+    return note
+
+
+@transaction.atomic
+def conversation_reply(
+    *,
+    conversation: Conversation,
+    by: AbstractBaseUser,
+    text: str | None = None,
+    template: Template | None = None,
+    reply_to: Message | None = None,
+) -> Message:
+    """An agent's answer. Answering a conversation nobody has takes it; either both happen or neither.
+
+    Raises `OutboundRefused` (nothing written) when it cannot be sent."""
+    current = _locked(conversation)
+    _refuse_resolved(current)
+    if current.assigned_to_id is None:
+        conversation_take(conversation=current, user=by)
+    message = message_send(conversation=current, text=text, template=template, sent_by=by, reply_to=reply_to)
+    Conversation.objects.filter(pk=current.pk, unread_count__gt=0).update(unread_count=0)
+    return message
+
+
+def conversation_mark_read(*, conversation: Conversation) -> bool:
+    """Its agent opened it: no unread customer messages left. True when the count changed."""
+    return Conversation.objects.filter(pk=conversation.pk, unread_count__gt=0).update(unread_count=0) == 1

@@ -1,0 +1,423 @@
+"""The agent-facing CRM (docs/crm.md): inbox, conversation, actions, availability, dashboard.
+
+Views read through `crm.inbox` and `crm.access`, validate input, and call one service per action. A conversation
+the user may not see answers 404 (its existence is not revealed); one they may see but not act on answers 403.
+Refused input re-renders the page with the reason (400) and changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime, timedelta
+
+from django.contrib import messages as flash
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.views import LoginView, LogoutView
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_GET, require_POST
+
+from conversations.models import Conversation, Message
+from conversations.services.actions import (
+    ConversationActionError,
+    conversation_mark_read,
+    conversation_note_add,
+    conversation_reopen,
+    conversation_reply,
+    conversation_resolve,
+    conversation_snooze,
+    conversation_take,
+    conversation_transfer,
+)
+from conversations.services.outbound import OutboundRefused, Template
+from crm import inbox
+from crm.access import Access, request_access
+from queues.models import AgentAvailability
+from queues.services import agent_availability_set
+from sessions.engines import EngineUnavailable
+from sessions.selectors import number_send_rules
+
+logger = logging.getLogger(__name__)
+
+# Messages a page that reconnects asks for start this long before its cursor: a write committed just after a
+# read may carry an `updated_at` slightly older than the read.
+CATCH_UP_MARGIN = timedelta(seconds=5)
+
+
+class AgentLoginView(LoginView):
+    template_name = "crm/login.html"
+    redirect_authenticated_user = True
+
+
+class AgentLogoutView(LogoutView):
+    next_page = "crm:login"
+
+
+def _availability(request: HttpRequest) -> str:
+    status = (
+        AgentAvailability.objects.filter(user=request.user).values_list("status", flat=True).first()
+        or AgentAvailability.Status.OFFLINE
+    )
+    return status
+
+
+def _base_context(request: HttpRequest, access: Access, **extra) -> dict:
+    return {
+        "access": access,
+        "availability": _availability(request),
+        "availability_choices": AgentAvailability.Status.choices,
+        **extra,
+    }
+
+
+@login_required
+@require_GET
+def home(request: HttpRequest) -> HttpResponse:
+    return redirect("crm:inbox")
+
+
+# -- inbox --------------------------------------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+def inbox_view(request: HttpRequest) -> HttpResponse:
+    access = request_access(request)
+    filters = inbox.InboxFilters.from_query(request.GET, access)
+    page = inbox.inbox_page(access=access, filters=filters)
+    context = _base_context(request, access, page=page, filters=filters)
+    if request.GET.get("fragment") == "rows":
+        return JsonResponse(
+            {
+                "rows": render_to_string("crm/_inbox_rows.html", context, request=request),
+                "counts": page.counts,
+            }
+        )
+    return render(request, "crm/inbox.html", context)
+
+
+# -- one conversation ---------------------------------------------------------------------------------------
+
+
+def _visible(request: HttpRequest, pk: int) -> tuple[Access, Conversation]:
+    access = request_access(request)
+    conversation = inbox.conversation_for(access=access, pk=pk)
+    if conversation is None:
+        raise Http404(_("No such conversation."))
+    return access, conversation
+
+
+def _actionable(request: HttpRequest, pk: int) -> tuple[Access, Conversation]:
+    access, conversation = _visible(request, pk)
+    if not access.can_act(conversation):
+        raise PermissionDenied(_("This conversation is assigned to someone else; ask a supervisor."))
+    return access, conversation
+
+
+def _window(conversation: Conversation) -> dict:
+    """Whether free text can be sent now, or only an approved template (Cloud API's 24-hour window)."""
+    try:
+        rules = number_send_rules(number=conversation.number)
+    except EngineUnavailable:
+        return {"open": False, "templates": False, "closes_at": None}
+    if rules.reply_window is None:
+        return {"open": True, "templates": rules.supports_templates, "closes_at": None}
+    last = conversation.last_inbound_at
+    closes_at = last + rules.reply_window if last else None
+    return {
+        "open": closes_at is not None and closes_at > timezone.now(),
+        "templates": rules.supports_templates,
+        "closes_at": closes_at,
+    }
+
+
+def _session_state(number) -> str | None:
+    try:
+        return number.session.state
+    except Exception:  # a Cloud API number has no connection to show
+        return None
+
+
+def _conversation_context(
+    request: HttpRequest, access: Access, conversation: Conversation, *, error: str = "", draft: str = ""
+) -> dict:
+    before = inbox._int(request.GET.get("before"))
+    history, has_older = inbox.conversation_messages(conversation=conversation, before=before)
+    window = _window(conversation)
+    templates = inbox.templates_for(conversation) if window["templates"] else []
+    queues, members = inbox.transfer_targets(access=access, conversation=conversation)
+    quick_replies = inbox.quick_replies_for(conversation)
+    return _base_context(
+        request,
+        access,
+        conversation=conversation,
+        history=history,
+        has_older=has_older,
+        oldest_id=history[0].pk if history else None,
+        can_act=access.can_act(conversation),
+        window=window,
+        templates=templates,
+        templates_json=json.dumps(
+            [
+                {"id": t.pk, "name": t.name, "language": t.language, "body": t.body, "params": t.placeholders}
+                for t in templates
+            ]
+        ),
+        quick_replies=quick_replies,
+        quick_replies_json=json.dumps({q.shortcut: q.text for q in quick_replies}),
+        transfer_queues=queues,
+        transfer_members=members,
+        session_state=_session_state(conversation.number),
+        cursor=timezone.now().isoformat(),
+        error=error,
+        draft=draft,
+        now=timezone.now(),
+    )
+
+
+@login_required
+@require_GET
+def conversation_view(request: HttpRequest, pk: int) -> HttpResponse:
+    access, conversation = _visible(request, pk)
+    fragment = request.GET.get("fragment")
+    if fragment == "messages":
+        return _messages_since(request, access, conversation)
+    if conversation.assigned_to_id == request.user.pk and conversation.unread_count:
+        conversation_mark_read(conversation=conversation)
+        conversation.unread_count = 0
+    context = _conversation_context(request, access, conversation)
+    if fragment == "header":
+        return JsonResponse(
+            {
+                "header": render_to_string("crm/_conversation_header.html", context, request=request),
+                "composer": render_to_string("crm/_composer.html", context, request=request),
+            }
+        )
+    return render(request, "crm/conversation.html", context)
+
+
+def _messages_since(request: HttpRequest, access: Access, conversation: Conversation) -> JsonResponse:
+    since = parse_datetime(request.GET.get("since") or "")
+    if since is None or timezone.is_naive(since):
+        return JsonResponse({"error": _("`since` must be an ISO 8601 time with its offset.")}, status=400)
+    cursor = timezone.now()
+    changed = inbox.conversation_messages_since(conversation=conversation, since=since - CATCH_UP_MARGIN)
+    if conversation.assigned_to_id == request.user.pk and conversation.unread_count:
+        conversation_mark_read(conversation=conversation)
+    items = [
+        {"id": m.pk, "html": render_to_string("crm/_message.html", {"m": m, "conversation": conversation})}
+        for m in changed
+    ]
+    return JsonResponse({"cursor": cursor.isoformat(), "items": items})
+
+
+def _back(conversation: Conversation) -> HttpResponse:
+    return redirect("crm:conversation", pk=conversation.pk)
+
+
+def _refused(request: HttpRequest, access: Access, conversation: Conversation, message: str, draft: str = ""):
+    conversation.refresh_from_db()
+    context = _conversation_context(request, access, conversation, error=message, draft=draft)
+    return render(request, "crm/conversation.html", context, status=400)
+
+
+@login_required
+@require_POST
+def conversation_reply_view(request: HttpRequest, pk: int) -> HttpResponse:
+    access, conversation = _actionable(request, pk)
+    text = request.POST.get("text", "")
+    reply_to = None
+    quoted_id = inbox._int(request.POST.get("reply_to"))
+    if quoted_id:
+        reply_to = Message.objects.filter(pk=quoted_id, conversation=conversation).first()
+        if reply_to is None:
+            return _refused(request, access, conversation, _("The quoted message is not in this conversation."), text)
+    template = None
+    template_id = inbox._int(request.POST.get("template"))
+    if template_id:
+        chosen = next((t for t in inbox.templates_for(conversation) if t.pk == template_id), None)
+        if chosen is None:
+            return _refused(request, access, conversation, _("That template cannot be used on this number."))
+        values = [request.POST.get(f"param_{n}", "").strip() for n in chosen.placeholders]
+        if any(not v for v in values):
+            return _refused(request, access, conversation, _("Fill in every value of the template."))
+        components = [{"type": "body", "parameters": [{"type": "text", "text": v} for v in values]}] if values else []
+        template = Template(name=chosen.name, language=chosen.language, components=components)
+        text = None
+    try:
+        conversation_reply(conversation=conversation, by=request.user, text=text, template=template, reply_to=reply_to)
+    except OutboundRefused as exc:
+        return _refused(request, access, conversation, exc.message, text or "")
+    except ConversationActionError as exc:
+        return _refused(request, access, conversation, exc.message, text or "")
+    return _back(conversation)
+
+
+@login_required
+@require_POST
+def conversation_note_view(request: HttpRequest, pk: int) -> HttpResponse:
+    access, conversation = _actionable(request, pk)
+    try:
+        conversation_note_add(conversation=conversation, by=request.user, text=request.POST.get("note", ""))
+    except ConversationActionError as exc:
+        return _refused(request, access, conversation, exc.message)
+    return _back(conversation)
+
+
+@login_required
+@require_POST
+def conversation_take_view(request: HttpRequest, pk: int) -> HttpResponse:
+    access, conversation = _actionable(request, pk)
+    try:
+        conversation_take(conversation=conversation, user=request.user)
+    except ConversationActionError as exc:
+        return _refused(request, access, conversation, exc.message)
+    return _back(conversation)
+
+
+@login_required
+@require_POST
+def conversation_transfer_view(request: HttpRequest, pk: int) -> HttpResponse:
+    access, conversation = _actionable(request, pk)
+    target = request.POST.get("target", "")  # "queue:<id>" or "agent:<queue id>:<user id>"
+    queues, members = inbox.transfer_targets(access=access, conversation=conversation)
+    to_queue = to_user = None
+    kind, _sep, rest = target.partition(":")
+    if kind == "queue":
+        to_queue = next((q for q in queues if str(q.pk) == rest), None)
+    elif kind == "agent":
+        queue_id, _sep, user_id = rest.partition(":")
+        member = next((m for m in members if str(m.queue_id) == queue_id and str(m.user_id) == user_id), None)
+        if member is not None:
+            to_user = member.user
+            to_queue = member.queue if member.queue_id != conversation.queue_id else None
+    if to_queue is None and to_user is None:
+        return _refused(request, access, conversation, _("Choose an agent or a queue to transfer to."))
+    try:
+        conversation_transfer(conversation=conversation, by=request.user, to_user=to_user, to_queue=to_queue)
+    except ConversationActionError as exc:
+        return _refused(request, access, conversation, exc.message)
+    conversation.refresh_from_db()
+    if not access.can_see(conversation):
+        flash.success(request, _("Conversation transferred."))
+        return redirect("crm:inbox")
+    return _back(conversation)
+
+
+@login_required
+@require_POST
+def conversation_resolve_view(request: HttpRequest, pk: int) -> HttpResponse:
+    _access, conversation = _actionable(request, pk)
+    conversation_resolve(conversation=conversation, by=request.user)
+    return _back(conversation)
+
+
+@login_required
+@require_POST
+def conversation_reopen_view(request: HttpRequest, pk: int) -> HttpResponse:
+    access, conversation = _actionable(request, pk)
+    try:
+        conversation_reopen(conversation=conversation, by=request.user)
+    except ConversationActionError as exc:
+        return _refused(request, access, conversation, exc.message)
+    return _back(conversation)
+
+
+SNOOZE_CHOICES = {"1h": timedelta(hours=1), "3h": timedelta(hours=3), "tomorrow": None, "next_week": None}
+
+
+def _snooze_until(choice: str, custom: str) -> datetime | None:
+    now = timezone.localtime()
+    if choice in ("1h", "3h"):
+        return now + SNOOZE_CHOICES[choice]
+    if choice == "tomorrow":
+        return (now + timedelta(days=1)).replace(hour=9, minute=0, second=0, microsecond=0)
+    if choice == "next_week":
+        return (now + timedelta(days=7 - now.weekday())).replace(hour=9, minute=0, second=0, microsecond=0)
+    if choice == "custom":
+        value = parse_datetime(custom)
+        if value is None:
+            raise ValueError
+        return timezone.make_aware(value) if timezone.is_naive(value) else value
+    raise ValueError
+
+
+@login_required
+@require_POST
+def conversation_snooze_view(request: HttpRequest, pk: int) -> HttpResponse:
+    access, conversation = _actionable(request, pk)
+    choice = request.POST.get("until", "")
+    try:
+        until = None if choice == "wake" else _snooze_until(choice, request.POST.get("custom", ""))
+    except ValueError:
+        return _refused(request, access, conversation, _("Choose when the conversation should come back."))
+    try:
+        conversation_snooze(conversation=conversation, by=request.user, until=until)
+    except ConversationActionError as exc:
+        return _refused(request, access, conversation, exc.message)
+    return _back(conversation)
+
+
+@login_required
+@require_GET
+def conversation_media_view(request: HttpRequest, pk: int, message_id: int) -> HttpResponse:
+    """A media file of a message, fetched from the provider for a user who may see the conversation."""
+    from sessions.services.media import MediaUnavailable, number_media_fetch
+
+    _access, conversation = _visible(request, pk)
+    message = Message.objects.filter(pk=message_id, conversation=conversation).exclude(media_id="").first()
+    if message is None:
+        raise Http404(_("No such media."))
+    try:
+        media = number_media_fetch(number=conversation.number, media_id=message.media_id)
+    except MediaUnavailable as exc:
+        status = 404 if exc.code in ("not_found", "expired") else 502 if exc.code == "provider_error" else 409
+        return render(
+            request,
+            "crm/media_unavailable.html",
+            _base_context(request, request_access(request), conversation=conversation, reason=exc.message),
+            status=status,
+        )
+    response = HttpResponse(media.content, content_type=message.media_mime_type or media.mime_type)
+    filename = (message.media_filename or media.filename or f"media-{message.pk}").replace('"', "")
+    response["Content-Disposition"] = f'inline; filename="{filename}"'
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Cache-Control"] = "private, max-age=300"
+    return response
+
+
+# -- availability and dashboard -----------------------------------------------------------------------------
+
+
+@login_required
+@require_POST
+def availability_view(request: HttpRequest) -> HttpResponse:
+    status = request.POST.get("status", "")
+    if status not in AgentAvailability.Status.values:
+        return JsonResponse({"error": _("Unknown availability.")}, status=400)
+    agent_availability_set(user=request.user, status=status)
+    if request.headers.get("accept", "").startswith("application/json"):
+        return JsonResponse({"status": status})
+    next_url = request.POST.get("next") or reverse("crm:inbox")
+    if not next_url.startswith("/") or next_url.startswith("//"):
+        next_url = reverse("crm:inbox")
+    return redirect(next_url)
+
+
+@login_required
+@require_GET
+def dashboard_view(request: HttpRequest) -> HttpResponse:
+    access = request_access(request)
+    if not access.sees_dashboard:
+        raise PermissionDenied(_("The dashboard is for staff and supervisors."))
+    context = _base_context(request, access, **inbox.dashboard(access=access))
+    if request.GET.get("fragment") == "panel":
+        return JsonResponse({"panel": render_to_string("crm/_dashboard_panel.html", context, request=request)})
+    return render(request, "crm/dashboard.html", context)
