@@ -28,7 +28,7 @@ run: install
 	$(PY) manage.py ensure_database
 	$(PY) manage.py migrate --no-input
 	$(PY) manage.py demo_setup
-	@echo "Open http://127.0.0.1:$${WEB_PORT:-8000}/admin/ (Ctrl-C stops everything)"
+	@echo "Open http://127.0.0.1:$${WEB_PORT:-8000}/ (agents' inbox) or /admin/ (operations); Ctrl-C stops everything"
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start
 
 ## test: install test dependencies, lint, check migrations, run the whole suite against PostgreSQL and Redis

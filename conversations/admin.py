@@ -3,7 +3,15 @@ import json
 from django.contrib import admin, messages
 from django.utils.html import format_html
 
-from conversations.models import Contact, Conversation, Message, UnmatchedStatus, UnroutedConversation, WebhookEvent
+from conversations.models import (
+    Contact,
+    Conversation,
+    Message,
+    MessageTemplate,
+    UnmatchedStatus,
+    UnroutedConversation,
+    WebhookEvent,
+)
 from conversations.services import webhook_events_process
 from crm.admin_scope import ClientScopedAdmin, ClientScopedTabularInline
 
@@ -149,3 +157,13 @@ class UnmatchedStatusAdmin(ClientScopedAdmin):
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False
+
+
+@admin.register(MessageTemplate)
+class MessageTemplateAdmin(ClientScopedAdmin):
+    """Templates Meta approved, as agents may send them when a conversation's 24-hour window is closed."""
+
+    list_display = ["name", "language", "client", "number", "is_active"]
+    list_filter = ["is_active", "language", "client"]
+    search_fields = ["name", "body"]
+    ordering = ["client__name", "name", "language"]

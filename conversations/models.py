@@ -141,23 +141,23 @@ class Message(TimeStampedModel):
         INTERNAL = "int", _("Internal")  # notes and notices: shown to agents, never sent to the customer
 
     class Kind(models.TextChoices):
-        TEXT = "text", "Text"
-        IMAGE = "image", "Image"
-        VIDEO = "video", "Video"
-        AUDIO = "audio", "Audio"
-        VOICE = "voice", "Voice note"
-        DOCUMENT = "document", "Document"
-        STICKER = "sticker", "Sticker"
-        LOCATION = "location", "Location"
-        CONTACTS = "contacts", "Contacts"
-        INTERACTIVE = "interactive", "Interactive reply"
-        BUTTON = "button", "Template button reply"
-        REACTION = "reaction", "Reaction"
-        ORDER = "order", "Order"
-        TEMPLATE = "template", "Template"
-        SYSTEM = "system", "System notice"
-        NOTE = "note", "Internal note"
-        UNSUPPORTED = "unsupported", "Unsupported"
+        TEXT = "text", _("Text")
+        IMAGE = "image", _("Image")
+        VIDEO = "video", _("Video")
+        AUDIO = "audio", _("Audio")
+        VOICE = "voice", _("Voice note")
+        DOCUMENT = "document", _("Document")
+        STICKER = "sticker", _("Sticker")
+        LOCATION = "location", _("Location")
+        CONTACTS = "contacts", _("Contacts")
+        INTERACTIVE = "interactive", _("Interactive reply")
+        BUTTON = "button", _("Template button reply")
+        REACTION = "reaction", _("Reaction")
+        ORDER = "order", _("Order")
+        TEMPLATE = "template", _("Template")
+        SYSTEM = "system", _("System notice")
+        NOTE = "note", _("Internal note")
+        UNSUPPORTED = "unsupported", _("Unsupported")
 
     class Status(models.TextChoices):
         RECEIVED = "received", _("Received")  # inbound

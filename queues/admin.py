@@ -2,7 +2,7 @@ from django.contrib import admin, messages
 from django.db.models import Count
 
 from crm.admin_scope import ClientScopedAdmin, ClientScopedTabularInline
-from queues.models import AgentAvailability, Queue, QueueMembership
+from queues.models import AgentAvailability, Queue, QueueMembership, QuickReply
 from queues.services import agent_availability_set
 from sessions.models import WhatsAppNumber
 
@@ -10,6 +10,14 @@ from sessions.models import WhatsAppNumber
 class QueueMembershipInline(ClientScopedTabularInline):
     model = QueueMembership
     fields = ["user", "role", "capacity"]
+    extra = 0
+
+
+class QuickReplyInline(ClientScopedTabularInline):
+    """Canned answers agents insert with /shortcut in the CRM's reply box."""
+
+    model = QuickReply
+    fields = ["shortcut", "text"]
     extra = 0
 
 
@@ -34,7 +42,7 @@ class QueueAdmin(ClientScopedAdmin):
     list_filter = ["is_active", "client"]
     search_fields = ["name", "client__name"]
     ordering = ["client__name", "name"]
-    inlines = [QueueNumberInline, QueueMembershipInline]
+    inlines = [QueueNumberInline, QueueMembershipInline, QuickReplyInline]
 
     def get_queryset(self, request):
         return (
@@ -84,3 +92,11 @@ class QueueMembershipAdmin(ClientScopedAdmin):
     def availability(self, obj: QueueMembership) -> str:
         availability = getattr(obj.user, "availability", None)
         return availability.get_status_display() if availability else AgentAvailability.Status.OFFLINE.label
+
+
+@admin.register(QuickReply)
+class QuickReplyAdmin(ClientScopedAdmin):
+    list_display = ["shortcut", "queue", "text"]
+    list_filter = ["queue"]
+    search_fields = ["shortcut", "text", "queue__name"]
+    ordering = ["queue__name", "shortcut"]

@@ -6,6 +6,7 @@ import phonenumbers
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 from crm.fields import EncryptedTextField
 from crm.models import Client, TimeStampedModel
@@ -25,9 +26,9 @@ def to_e164(value: str) -> str:
 
 
 class Engine(models.TextChoices):
-    CLOUD = "cloud", "WhatsApp Cloud API"
-    WEB = "web", "WhatsApp Web (linked device)"
-    SANDBOX = "sandbox", "Sandbox (simulated)"
+    CLOUD = "cloud", _("WhatsApp Cloud API")
+    WEB = "web", _("WhatsApp Web (linked device)")
+    SANDBOX = "sandbox", _("Sandbox (simulated)")
 
 
 class WhatsAppNumber(TimeStampedModel):
@@ -79,14 +80,14 @@ class WhatsAppNumber(TimeStampedModel):
 
 
 class SessionState(models.TextChoices):
-    DISCONNECTED = "disconnected", "Disconnected"
-    CONNECTING = "connecting", "Connecting"
-    WAITING_QR = "waiting_qr", "Waiting for QR scan"
-    CONNECTED = "connected", "Connected"
-    LOGGED_OUT = "logged_out", "Logged out"
-    CONFLICT = "conflict", "Conflict (connected elsewhere)"
-    BANNED = "banned", "Banned (temporarily)"
-    ERROR = "error", "Error"
+    DISCONNECTED = "disconnected", _("Disconnected")
+    CONNECTING = "connecting", _("Connecting")
+    WAITING_QR = "waiting_qr", _("Waiting for QR scan")
+    CONNECTED = "connected", _("Connected")
+    LOGGED_OUT = "logged_out", _("Logged out")
+    CONFLICT = "conflict", _("Conflict (connected elsewhere)")
+    BANNED = "banned", _("Banned (temporarily)")
+    ERROR = "error", _("Error")
 
 
 class NumberSession(TimeStampedModel):

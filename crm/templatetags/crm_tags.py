@@ -30,6 +30,8 @@ KIND_ICONS = {
 @register.simple_tag
 def message_preview(message: Message, chars: int = 90) -> str:
     icon = KIND_ICONS.get(message.kind, "")
+    if chars <= 0:  # the icon alone
+        return icon
     text = message.body or (message.get_kind_display() if message.kind != Message.Kind.TEXT else "")
     if len(text) > chars:
         text = text[: chars - 1] + "…"

@@ -87,7 +87,7 @@ def world(db) -> World:
     beto = _member(UserFactory(username="beto"), client, soporte)
     carla = _member(UserFactory(username="carla"), client, ventas)
 
-    O, P, R = Conversation.Status.OPEN, Conversation.Status.PENDING, Conversation.Status.RESOLVED
+    OPEN, P, R = Conversation.Status.OPEN, Conversation.Status.PENDING, Conversation.Status.RESOLVED
     return World(
         client=client,
         soporte=soporte,
@@ -99,8 +99,8 @@ def world(db) -> World:
         ana=ana,
         beto=beto,
         carla=carla,
-        ana_open=conversation(client, cloud, soporte, status=O, agent=ana, name="Lucía Pérez", unread_count=2),
-        beto_open=conversation(client, cloud, soporte, status=O, agent=beto, name="Mario Díaz"),
+        ana_open=conversation(client, cloud, soporte, status=OPEN, agent=ana, name="Lucía Pérez", unread_count=2),
+        beto_open=conversation(client, cloud, soporte, status=OPEN, agent=beto, name="Mario Díaz"),
         waiting=conversation(client, cloud, soporte, status=P, name="Rosa Quispe", minutes_ago=30),
         ventas_waiting=conversation(client, sandbox, ventas, status=P, name="Pedro Ruiz", minutes_ago=5),
         resolved=conversation(client, cloud, soporte, status=R, agent=ana, name="Elena Soto", minutes_ago=90),

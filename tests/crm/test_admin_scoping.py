@@ -190,7 +190,7 @@ def test_sidebar_filters_never_name_another_clients_rows(ventas_staff, admin_cli
     assert not [name for name in names if "Marketing" in name or name == "Default"]
 
 
-def test_the_front_door_leads_to_the_admin(client):
+def test_the_front_door_is_the_agents_crm_behind_its_login(client):
     response = client.get("/")
 
-    assert response.status_code == 302 and response.url == "/admin/"
+    assert response.status_code == 302 and response.url == "/login/?next=/"

@@ -74,6 +74,8 @@ def test_demo_setup_creates_the_demo_login_prints_it_and_keeps_it(tmp_path, sett
     assert number.sandbox_account.device_jid == number.session.device_jid
     assert number.queue.memberships.filter(user=admin).exists()
     assert "Sandbox number: Demo sandbox" in first.stdout
+    # with quick replies to try in the agents' reply box, not duplicated by the second run
+    assert sorted(number.queue.quick_replies.values_list("shortcut", flat=True)) == ["hola", "horario"]
 
 
 def test_demo_setup_refuses_to_run_without_debug():

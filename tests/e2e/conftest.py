@@ -9,10 +9,16 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import time
+import urllib.request
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import ROOT, free_port, project_env, stop_processes
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -118,3 +124,50 @@ def page(browser, _no_persistent_db_connections, live_server, request: pytest.Fi
         except Exception as exc:  # a crashed page must not hide the test's own failure
             print(f"could not save a screenshot of the failing page: {exc}")  # noqa: T201
     context.close()
+
+
+BIN = ROOT / ".venv" / "bin"
+
+
+def _wait_http(url: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=2)  # noqa: S310 (loopback)
+            return
+        except Exception:
+            time.sleep(0.2)
+    raise AssertionError(f"{url} did not answer")
+
+
+@pytest.fixture
+def stack():
+    """The real product on the test database: daphne (HTTP + WebSocket) and a sessions worker (which owns the
+    sandbox connections, receives customer messages and sends replies). Yields the base URL."""
+    port = free_port()
+    env = project_env(SESSIONS_HEARTBEAT_SECONDS="0.5", SESSIONS_LEASE_SECONDS="5", LOG_LEVEL="WARNING")
+    executable = str(BIN / "daphne") if (BIN / "daphne").exists() else "daphne"
+    celery = str(BIN / "celery") if (BIN / "celery").exists() else "celery"
+    procs = [
+        subprocess.Popen(
+            [executable, "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        ),
+        subprocess.Popen(
+            [celery, "-A", "config", "worker", "-Q", "sessions", "-n", f"e2e-{uuid.uuid4().hex[:6]}@%h"]
+            + ["-P", "threads", "-c", "2", "--without-mingle", "--without-gossip", "--loglevel=WARNING"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        ),
+    ]
+    try:
+        url = f"http://127.0.0.1:{port}"
+        _wait_http(url + "/login/")
+        yield url
+    finally:
+        stop_processes(procs)

@@ -4,65 +4,14 @@ daphne (HTTP + WebSocket) and a sessions worker, both on the test database."""
 
 from __future__ import annotations
 
-import subprocess
-import time
-import urllib.request
-import uuid
-
 import pytest
 
 from sessions.models import NumberSession
-from tests.conftest import ROOT, free_port, project_env, stop_processes
 from tests.crm.factories import ClientMembershipFactory, UserFactory
 from tests.e2e.conftest import ARTIFACTS
 from tests.sessions.factories import WhatsAppNumberFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-BIN = ROOT / ".venv" / "bin"
-
-
-def _wait_http(url: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(url, timeout=2)  # noqa: S310 (loopback)
-            return
-        except Exception:
-            time.sleep(0.2)
-    raise AssertionError(f"{url} did not answer")
-
-
-@pytest.fixture
-def stack():
-    """daphne and a sessions worker on the test database; yields the base URL."""
-    port = free_port()
-    env = project_env(SESSIONS_HEARTBEAT_SECONDS="0.5", SESSIONS_LEASE_SECONDS="5", LOG_LEVEL="WARNING")
-    executable = str(BIN / "daphne") if (BIN / "daphne").exists() else "daphne"
-    celery = str(BIN / "celery") if (BIN / "celery").exists() else "celery"
-    procs = [
-        subprocess.Popen(
-            [executable, "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        ),
-        subprocess.Popen(
-            [celery, "-A", "config", "worker", "-Q", "sessions", "-n", f"e2e-{uuid.uuid4().hex[:6]}@%h"]
-            + ["-P", "threads", "-c", "2", "--without-mingle", "--without-gossip", "--loglevel=WARNING"],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        ),
-    ]
-    try:
-        url = f"http://127.0.0.1:{port}"
-        _wait_http(url + "/admin/login/")
-        yield url
-    finally:
-        stop_processes(procs)
 
 
 def test_staff_see_the_qr_code_scan_it_with_the_sandbox_phone_and_the_page_turns_connected(

@@ -54,12 +54,16 @@ class Command(BaseCommand):
 
 
 DEMO_NUMBER_ID = "sandbox-demo"
+DEMO_QUICK_REPLIES = [
+    ("hola", "¡Hola! Gracias por escribirnos. ¿En qué le puedo ayudar?"),
+    ("horario", "Atendemos de lunes a sábado, de 9:00 a 19:00."),
+]
 
 
 def _seed_sandbox_number(user):
     """The demo's sandbox number, already paired (as if its QR code had been scanned), in a queue whose agent is
     the demo login. Left as it is when it exists: staff may have changed it."""
-    from queues.models import AgentAvailability, Queue, QueueMembership
+    from queues.models import AgentAvailability, Queue, QueueMembership, QuickReply
     from sessions.models import NumberSession, SandboxAccount, WhatsAppNumber
     from sessions.services import number_session_ensure
 
@@ -67,6 +71,8 @@ def _seed_sandbox_number(user):
     queue, _ = Queue.objects.get_or_create(client=client, name="Demo support")
     QueueMembership.objects.get_or_create(queue=queue, user=user)
     AgentAvailability.objects.get_or_create(user=user)
+    for shortcut, text in DEMO_QUICK_REPLIES:
+        QuickReply.objects.get_or_create(queue=queue, shortcut=shortcut, defaults={"text": text})
     number, created = WhatsAppNumber.objects.get_or_create(
         phone_number_id=DEMO_NUMBER_ID,
         defaults={"client": client, "alias": "Demo sandbox", "display_number": "+51 999 000 100", "engine": "sandbox"},

@@ -77,6 +77,7 @@
   var refreshHeader = debounce(function () {
     return getJSON(convUrl + "?fragment=header").then(function (data) {
       conversation.querySelector("[data-conversation-header]").innerHTML = data.header;
+      setUpSnooze();
       var composer = conversation.querySelector("[data-composer]");
       var typing = composer.querySelector("textarea:focus");
       if (!typing) { composer.innerHTML = data.composer; setUpComposer(); }
@@ -225,7 +226,16 @@
     }
   }
 
+  function setUpSnooze() {
+    var until = document.getElementById("snooze-until"), custom = document.getElementById("snooze-custom");
+    if (!until || !custom) { return; }
+    var sync = function () { custom.hidden = until.value !== "custom"; custom.required = !custom.hidden; };
+    until.addEventListener("change", sync);
+    sync();
+  }
+
   setUpComposer();
+  setUpSnooze();
   scrollToEnd();
   connect();
 })();
