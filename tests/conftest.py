@@ -39,6 +39,17 @@ def _clean_redis():
 
 
 @pytest.fixture(autouse=True)
+def _default_language():
+    """A request in Spanish leaves its language active in the thread (LocaleMiddleware activates, nothing
+    deactivates); each test starts in the settings' language."""
+    from django.utils import translation
+
+    translation.deactivate()
+    yield
+    translation.deactivate()
+
+
+@pytest.fixture(autouse=True)
 def _forget_webhook_secrets():
     """The web process caches signing secrets; each test starts without what an earlier test cached."""
     from conversations.webhooks import _secrets

@@ -24,6 +24,7 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from conversations.models import Conversation, Message
 from conversations.services.live import publish_message_created
@@ -75,7 +76,7 @@ def message_send(
     Returns the stored message (status `pending`); its delivery happens on a worker after commit. Raises
     `OutboundRefused` when it cannot be sent; then nothing is written."""
     if (text is None) == (template is None):
-        raise OutboundRefused("invalid", "Send either a text or a template, not both or neither.")
+        raise OutboundRefused("invalid", _("Send either a text or a template, not both or neither."))
     with transaction.atomic():
         conversation = (
             Conversation.objects.select_for_update(of=("self",))
@@ -120,44 +121,59 @@ def message_send(
 def _check_sendable(conversation: Conversation, *, text: str | None, template: Template | None, origin: str) -> None:
     number, contact = conversation.number, conversation.contact
     if not number.is_active:
-        raise OutboundRefused("number_inactive", f"The number {number.alias} is inactive: activate it to send.")
+        raise OutboundRefused(
+            "number_inactive", _("The number %(number)s is inactive: activate it to send.") % {"number": number.alias}
+        )
     try:
         rules = number_send_rules(number=number)
     except EngineUnavailable as exc:
-        raise OutboundRefused("engine_unavailable", f"{exc} (number {number.alias}).") from None
+        raise OutboundRefused(
+            "engine_unavailable", _("%(reason)s (number %(number)s).") % {"reason": exc, "number": number.alias}
+        ) from None
     if not _recipient(conversation):
-        raise OutboundRefused("no_address", "The contact has no WhatsApp number or id to write to.")
+        raise OutboundRefused("no_address", _("The contact has no WhatsApp number or id to write to."))
     if contact.opted_out_at is not None and (origin == Message.Origin.CAMPAIGN or template is not None):
         raise OutboundRefused(
             "opted_out",
-            f"The contact opted out on {contact.opted_out_at:%Y-%m-%d %H:%M} UTC: no campaign or template messages.",
+            _("The contact opted out on %(at)s UTC: no campaign or template messages.")
+            % {"at": f"{contact.opted_out_at:%Y-%m-%d %H:%M}"},
         )
     if template is not None:
         if not rules.supports_templates:
-            raise OutboundRefused("templates_unsupported", f"The number {number.alias} cannot send templates.")
+            raise OutboundRefused(
+                "templates_unsupported", _("The number %(number)s cannot send templates.") % {"number": number.alias}
+            )
         if not template.name.strip() or not template.language.strip():
-            raise OutboundRefused("invalid", "A template needs its name and language code.")
+            raise OutboundRefused("invalid", _("A template needs its name and language code."))
         if not isinstance(template.components, list) or not all(isinstance(c, dict) for c in template.components):
-            raise OutboundRefused("invalid", "A template's components must be a list of objects.")
+            raise OutboundRefused("invalid", _("A template's components must be a list of objects."))
         return
     if not text.strip():
-        raise OutboundRefused("empty", "The message is empty.")
+        raise OutboundRefused("empty", _("The message is empty."))
     if len(text.strip()) > MAX_TEXT_CHARS:
-        raise OutboundRefused("too_long", f"The message is {len(text.strip())} characters; at most {MAX_TEXT_CHARS}.")
+        raise OutboundRefused(
+            "too_long",
+            _("The message is %(n)s characters; at most %(max)s.") % {"n": len(text.strip()), "max": MAX_TEXT_CHARS},
+        )
     if rules.reply_window is not None:
         last = conversation.last_inbound_at
         if last is None:
             raise OutboundRefused(
                 "window_closed",
-                "The customer has not written on this number yet: only an approved template can start the "
-                "conversation.",
+                _(
+                    "The customer has not written on this number yet: only an approved template can start the "
+                    "conversation."
+                ),
             )
         if last < timezone.now() - rules.reply_window:
             hours = int(rules.reply_window / timedelta(hours=1))
             raise OutboundRefused(
                 "window_closed",
-                f"More than {hours} hours since the customer last wrote (at {last:%Y-%m-%d %H:%M} UTC): only an "
-                "approved template can be sent.",
+                _(
+                    "More than %(hours)s hours since the customer last wrote (at %(at)s UTC): only an approved "
+                    "template can be sent."
+                )
+                % {"hours": hours, "at": f"{last:%Y-%m-%d %H:%M}"},
             )
 
 
