@@ -140,34 +140,57 @@ def _wait_http(url: str, timeout: float = 30) -> None:
     raise AssertionError(f"{url} did not answer")
 
 
-@pytest.fixture
-def stack():
-    """The real product on the test database: daphne (HTTP + WebSocket) and a sessions worker (which owns the
-    sandbox connections, receives customer messages and sends replies). Yields the base URL."""
-    port = free_port()
-    env = project_env(SESSIONS_HEARTBEAT_SECONDS="0.5", SESSIONS_LEASE_SECONDS="5", LOG_LEVEL="WARNING")
-    executable = str(BIN / "daphne") if (BIN / "daphne").exists() else "daphne"
-    celery = str(BIN / "celery") if (BIN / "celery").exists() else "celery"
-    procs = [
-        subprocess.Popen(
-            [executable, "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        ),
-        subprocess.Popen(
+class Stack:
+    """daphne (HTTP + WebSocket) and a sessions worker (which owns the sandbox connections, receives customer
+    messages and sends replies) on the test database. `restart_web` stops daphne and starts it again on the same
+    port, as a deploy or a crash would."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = project_env(SESSIONS_HEARTBEAT_SECONDS="0.5", SESSIONS_LEASE_SECONDS="5", LOG_LEVEL="WARNING")
+        celery = str(BIN / "celery") if (BIN / "celery").exists() else "celery"
+        self.worker = subprocess.Popen(
             [celery, "-A", "config", "worker", "-Q", "sessions", "-n", f"e2e-{uuid.uuid4().hex[:6]}@%h"]
             + ["-P", "threads", "-c", "2", "--without-mingle", "--without-gossip", "--loglevel=WARNING"],
             cwd=ROOT,
-            env=env,
+            env=self.env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-        ),
-    ]
+        )
+        self.web = self._start_web()
+
+    def _start_web(self) -> subprocess.Popen:
+        daphne = str(BIN / "daphne") if (BIN / "daphne").exists() else "daphne"
+        web = subprocess.Popen(
+            [daphne, "-b", "127.0.0.1", "-p", str(self.port), "config.asgi:application"],
+            cwd=ROOT,
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        return web
+
+    def wait_web(self) -> None:
+        _wait_http(self.url + "/login/")
+
+    def stop_web(self) -> None:
+        stop_processes([self.web])
+
+    def start_web(self) -> None:
+        self.web = self._start_web()
+        self.wait_web()
+
+    def stop(self) -> None:
+        stop_processes([self.web, self.worker])
+
+
+@pytest.fixture
+def stack() -> Iterator[Stack]:
+    """The real product on the test database (see `Stack`)."""
+    running = Stack()
     try:
-        url = f"http://127.0.0.1:{port}"
-        _wait_http(url + "/login/")
-        yield url
+        running.wait_web()
+        yield running
     finally:
-        stop_processes(procs)
+        running.stop()

@@ -19,6 +19,7 @@ from django.utils import timezone
 from conversations.models import Conversation, Message
 from crm.models import ClientMembership
 from queues.models import AgentAvailability, QueueMembership, QuickReply
+from sessions.engines.sandbox import sandbox_customer_send
 from sessions.models import NumberSession, SandboxAccount, SessionState
 from tests.conftest import ROOT
 from tests.conversations.factories import ContactFactory, ConversationFactory, MessageFactory
@@ -99,7 +100,7 @@ def test_agent_sees_a_customer_message_live_answers_it_and_the_customer_reads_it
     _history(default_client, number, queue, agent)
     _wait_connected(number)
 
-    context = browser.new_context(base_url=stack, locale="es-PE", viewport={"width": 1280, "height": 800})
+    context = browser.new_context(base_url=stack.url, locale="es-PE", viewport={"width": 1280, "height": 800})
     context.set_default_timeout(15_000)
     page = context.new_page()
     phone = context.new_page()
@@ -158,6 +159,20 @@ def test_agent_sees_a_customer_message_live_answers_it_and_the_customer_reads_it
         assert page.evaluate("window.__notReloaded") is True
         page.fill("#reply-text", "¡Con gusto, Carmen! Que tenga buen día.")
         _shot(page, "crm-conversation.png")
+
+        # the web process restarts (a deploy); what arrives meanwhile shows up once the page reconnects by itself
+        stack.stop_web()
+        page.wait_for_selector("[data-live-state].off")
+        # the phone's page needs the web process; the customer's phone itself only needs the sandbox network
+        sandbox_customer_send(number=number, phone=CUSTOMER, body="¿Me avisan cuando llegue?", name="Carmen Vega")
+        deadline = time.monotonic() + 15
+        while not Message.objects.filter(conversation=conversation, body="¿Me avisan cuando llegue?").exists():
+            assert time.monotonic() < deadline, "the sessions worker never stored the customer's message"
+            time.sleep(0.2)
+        stack.start_web()
+        page.locator(".msg.in", has_text="¿Me avisan cuando llegue?").wait_for(timeout=40_000)
+        page.wait_for_selector("[data-live-state].on")
+        assert page.evaluate("window.__notReloaded") is True
     except Exception:
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "agent_inbox.png"), full_page=True)

@@ -25,7 +25,7 @@ def test_staff_see_the_qr_code_scan_it_with_the_sandbox_phone_and_the_page_turns
     staff.save()
     ClientMembershipFactory(user=staff, client=default_client)
 
-    context = browser.new_context(base_url=stack)
+    context = browser.new_context(base_url=stack.url)
     context.set_default_timeout(20_000)
     page = context.new_page()
     try:
