@@ -7,7 +7,7 @@ from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from crm.events import client_group, live_events_of, queue_group, user_group
+from crm.events import client_group, live_events_of, queue_group, sessions_group, user_group
 
 CLOSE_UNAUTHENTICATED = 4401
 
@@ -37,7 +37,7 @@ class GroupForwardingConsumer(AsyncJsonWebsocketConsumer):
 def live_groups_for(user) -> list[str]:
     """The groups a user's CRM page listens to, by the same rules as the pages (crm/access.py): their own events,
     their queues' (every queue of their clients for staff), and, for staff, their clients' unrouted
-    conversations."""
+    conversations and numbers' connection states (the dashboard)."""
     from crm.access import access_for
     from crm.models import Client
 
@@ -46,7 +46,9 @@ def live_groups_for(user) -> list[str]:
     groups += [queue_group(pk) for pk in access.queues().order_by("pk").values_list("pk", flat=True)]
     if access.is_staff:
         clients = Client.objects.all() if access.client_ids is None else Client.objects.filter(pk__in=access.client_ids)
-        groups += [client_group(pk) for pk in clients.order_by("pk").values_list("pk", flat=True)]
+        client_ids = list(clients.order_by("pk").values_list("pk", flat=True))
+        groups += [client_group(pk) for pk in client_ids]
+        groups += [sessions_group(None)] if access.client_ids is None else [sessions_group(pk) for pk in client_ids]
     return groups
 
 

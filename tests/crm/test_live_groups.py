@@ -8,7 +8,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
 from crm.consumers import live_groups_for
-from crm.events import client_group, queue_group, user_group
+from crm.events import client_group, queue_group, sessions_group, user_group
 from crm.presence import presence_absent, presence_leave, presence_touch
 from queues.models import AgentAvailability
 from queues.services import agent_availability_set, agents_presence_sweep
@@ -24,7 +24,7 @@ def test_supervisor_joins_the_queues_she_oversees(world):
     assert live_groups_for(world.supervisor) == [user_group(world.supervisor.pk), queue_group(world.soporte.pk)]
 
 
-def test_staff_join_every_queue_of_their_clients_and_their_unrouted_conversations_but_nothing_of_others(world):
+def test_staff_join_every_queue_of_their_clients_their_unrouted_conversations_and_number_states_only(world):
     groups = live_groups_for(world.staff)
 
     assert groups == [
@@ -32,6 +32,7 @@ def test_staff_join_every_queue_of_their_clients_and_their_unrouted_conversation
         queue_group(world.soporte.pk),
         queue_group(world.ventas.pk),
         client_group(world.client.pk),
+        sessions_group(world.client.pk),
     ]
     assert queue_group(world.foreign.queue_id) not in groups
     assert client_group(world.foreign.client_id) not in groups

@@ -101,6 +101,10 @@
     if (event.type === "agent.availability" && String(data.agent) === document.body.getAttribute("data-user")) {
       showAvailability(data.status);
     }
+    if (event.type.indexOf("session.") === 0) {  // a number's connection state: only the dashboard shows it
+      if (dashboard) { refreshDashboard(); }
+      return;
+    }
     if (inbox) { refreshInbox(); }
     if (dashboard) { refreshDashboard(); }
     if (conversation && String(data.conversation) === convId) {
@@ -233,6 +237,9 @@
     until.addEventListener("change", sync);
     sync();
   }
+
+  // Waits and ages grow by themselves: the dashboard re-reads itself every 30 s even when nothing is published.
+  if (dashboard) { setInterval(refreshDashboard, 30000); }
 
   setUpComposer();
   setUpSnooze();
