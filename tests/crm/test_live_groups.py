@@ -115,3 +115,12 @@ def test_agents_who_never_opened_the_crm_are_left_alone(world, settings):
 
     assert agents_presence_sweep() == []
     assert AgentAvailability.objects.get(user=world.beto).status == AgentAvailability.Status.ONLINE
+
+
+def test_beat_runs_the_auto_away_sweep_every_30_seconds(db):
+    from django_celery_beat.models import PeriodicTask
+
+    task = PeriodicTask.objects.get(task="queues.tasks.agents_presence_sweep_task")
+
+    assert task.enabled and task.queue == "default"
+    assert (task.interval.every, task.interval.period) == (30, "seconds")
