@@ -20,6 +20,7 @@ from queues.models import AgentAvailability, Queue, QueueMembership, QuickReply
 from sessions.models import WhatsAppNumber
 
 PAGE_SIZE = 50
+MAX_PAGE = 10_000  # deeper than anyone pages; keeps OFFSET within PostgreSQL's bigint
 HISTORY_PAGE = 100
 
 TABS = ("mine", "queue", "all")
@@ -46,11 +47,11 @@ class InboxFilters:
             status = "active"
         return cls(
             tab=tab,
-            q=(params.get("q") or "").strip()[:100],
+            q=(params.get("q") or "").replace("\x00", "").strip()[:100],
             queue_id=_int(params.get("queue")),
             number_id=_int(params.get("number")),
             status=status,
-            page=max(_int(params.get("page")) or 1, 1),
+            page=min(max(_int(params.get("page")) or 1, 1), MAX_PAGE),
         )
 
 

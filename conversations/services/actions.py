@@ -255,6 +255,8 @@ def conversation_note_add(*, conversation: Conversation, by: AbstractBaseUser, t
     text = text.strip()
     if not text:
         raise ConversationActionError("empty", _("The note is empty."))
+    if "\x00" in text:
+        raise ConversationActionError("invalid", _("The note contains a NUL character."))
     if len(text) > MAX_NOTE_CHARS:
         raise ConversationActionError("too_long", _("A note has at most %(n)s characters.") % {"n": MAX_NOTE_CHARS})
     conversation = _locked(conversation)

@@ -150,6 +150,8 @@ def _check_sendable(conversation: Conversation, *, text: str | None, template: T
         return
     if not text.strip():
         raise OutboundRefused("empty", _("The message is empty."))
+    if "\x00" in text:
+        raise OutboundRefused("invalid", _("The message contains a NUL character, which WhatsApp cannot carry."))
     if len(text.strip()) > MAX_TEXT_CHARS:
         raise OutboundRefused(
             "too_long",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from datetime import datetime, timedelta
 
 from django.contrib import messages as flash
@@ -21,6 +22,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
+from django.utils.http import content_disposition_header
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
@@ -204,7 +206,10 @@ def conversation_view(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 def _messages_since(request: HttpRequest, access: Access, conversation: Conversation) -> JsonResponse:
-    since = parse_datetime(request.GET.get("since") or "")
+    try:
+        since = parse_datetime(request.GET.get("since") or "")
+    except ValueError:  # well formed but impossible, e.g. month 13
+        since = None
     if since is None or timezone.is_naive(since):
         return JsonResponse({"error": _("`since` must be an ISO 8601 time with its offset.")}, status=400)
     cursor = timezone.now()
@@ -386,8 +391,9 @@ def conversation_media_view(request: HttpRequest, pk: int, message_id: int) -> H
             status=status,
         )
     response = HttpResponse(media.content, content_type=message.media_mime_type or media.mime_type)
-    filename = (message.media_filename or media.filename or f"media-{message.pk}").replace('"', "")
-    response["Content-Disposition"] = f'inline; filename="{filename}"'
+    # The file name comes from the customer's payload: no control characters in a header.
+    filename = re.sub(r"[\x00-\x1f\x7f]", "", message.media_filename or media.filename) or f"media-{message.pk}"
+    response["Content-Disposition"] = content_disposition_header(False, filename)
     response["X-Content-Type-Options"] = "nosniff"
     response["Cache-Control"] = "private, max-age=300"
     return response
