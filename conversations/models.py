@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.contrib.postgres.indexes import GinIndex
+from django.contrib.postgres.indexes import GinIndex, OpClass
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Upper
 from django.utils.translation import gettext_lazy as _
 
 from crm.models import Client, TimeStampedModel
@@ -40,6 +41,12 @@ class Contact(TimeStampedModel):
             ),
             models.UniqueConstraint(fields=["client", "bsuid"], condition=~Q(bsuid=""), name="unique_contact_bsuid"),
             models.CheckConstraint(condition=~Q(identity_key="") | ~Q(bsuid=""), name="contact_has_phone_or_bsuid"),
+        ]
+        indexes = [
+            # Inbox search by name or phone digits (pg_trgm; icontains is UPPER(...) LIKE, contains is LIKE).
+            GinIndex(OpClass(Upper("name"), name="gin_trgm_ops"), name="contact_name_upper_trgm"),
+            GinIndex(OpClass(Upper("username"), name="gin_trgm_ops"), name="contact_username_upper_trgm"),
+            GinIndex(fields=["phone"], opclasses=["gin_trgm_ops"], name="contact_phone_trgm"),
         ]
 
     def __str__(self) -> str:
@@ -111,6 +118,8 @@ class Conversation(TimeStampedModel):
             models.Index(fields=["queue", "status", "waiting_since"]),
             models.Index(fields=["assigned_to", "status", "last_message_at"]),
             models.Index(fields=["client", "status", "last_message_at"]),
+            # The All tab: newest activity first, read in index order and stopped after a page.
+            models.Index(fields=["client", "-last_message_at", "-id"], name="conversation_client_recent"),
         ]
 
     def __str__(self) -> str:
@@ -211,8 +220,9 @@ class Message(TimeStampedModel):
         indexes = [
             # A conversation's history, oldest first (the conversation page reads its newest page backwards).
             models.Index(fields=["conversation", "created_at", "id"], name="message_conversation_history"),
-            # Inbox search by text: ILIKE '%word%' through trigrams (pg_trgm, migration 0010).
-            GinIndex(fields=["body"], opclasses=["gin_trgm_ops"], name="message_body_trgm"),
+            # Inbox search by text: Django's icontains is UPPER(body) LIKE UPPER('%word%'), answered through
+            # trigrams of UPPER(body) (pg_trgm, migration 0010).
+            GinIndex(OpClass(Upper("body"), name="gin_trgm_ops"), name="message_body_upper_trgm"),
             # The outbound sweeper's scan: pending and sending messages only.
             models.Index(
                 fields=["status", "status_at"],

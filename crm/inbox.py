@@ -10,16 +10,17 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.db.models import Count, IntegerField, Min, OuterRef, Q, QuerySet, Subquery, Sum, Value
+from django.db.models import Count, Exists, IntegerField, Min, OuterRef, Q, QuerySet, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from conversations.models import Conversation, Message, MessageTemplate
+from conversations.models import Contact, Conversation, Message, MessageTemplate
 from crm.access import Access
 from queues.models import AgentAvailability, Queue, QueueMembership, QuickReply
 from sessions.models import WhatsAppNumber
 
 PAGE_SIZE = 50
+TEXT_MATCH_CAP = 2_000  # messages matching a searched word read at once (see _search)
 MAX_PAGE = 10_000  # deeper than anyone pages; keeps OFFSET within PostgreSQL's bigint
 HISTORY_PAGE = 100
 
@@ -73,25 +74,46 @@ class InboxPage:
     now: datetime = field(default_factory=timezone.now)
 
 
-def _search(queryset: QuerySet[Conversation], q: str) -> QuerySet[Conversation]:
-    """Name, phone (any spacing) or a word of a message."""
-    condition = Q(contact__name__icontains=q) | Q(contact__username__icontains=q)
+def _search(queryset: QuerySet[Conversation], q: str, access: Access) -> QuerySet[Conversation]:
+    """Name, phone (any spacing) or a word of a message. Contacts and messages that match are read first from
+    their trigram indexes, so the inbox query itself stays a walk of its recency index."""
+    who = Q(name__icontains=q) | Q(username__icontains=q)
     digits = re.sub(r"\D", "", q)
     if len(digits) >= 3:
-        condition |= Q(contact__phone__contains=digits)
+        who |= Q(phone__contains=digits)
+    contacts = Contact.objects.filter(who)
+    if access.client_ids is not None:
+        contacts = contacts.filter(client_id__in=access.client_ids)
+    contact_ids = list(contacts.order_by().values_list("pk", flat=True)[:TEXT_MATCH_CAP])
+    if len(contact_ids) < TEXT_MATCH_CAP:
+        condition = Q(contact_id__in=contact_ids)
+    else:  # a very common name: test it row by row as the inbox is read
+        condition = Q(contact_id__in=contacts.values("pk"))
     if len(q) >= 3:  # trigram search needs three characters
-        condition |= Q(pk__in=Message.objects.filter(body__icontains=q).values("conversation_id"))
+        # A rare word: its few messages come straight from the trigram index. A common one (the cap is hit):
+        # fetching every match would cost more than the page, so each conversation, in the order the inbox lists
+        # them, is checked for it until the page is full.
+        matches = list(
+            Message.objects.filter(body__icontains=q)
+            .order_by()
+            .values_list("conversation_id", flat=True)[:TEXT_MATCH_CAP]
+        )
+        if len(matches) < TEXT_MATCH_CAP:
+            condition |= Q(pk__in=sorted(set(matches)))
+        else:
+            condition |= Exists(Message.objects.filter(conversation_id=OuterRef("pk"), body__icontains=q))
     return queryset.filter(condition)
 
 
 def inbox_page(*, access: Access, filters: InboxFilters) -> InboxPage:
     now = timezone.now()
     user = access.user
+    queues = list(access.queues().order_by("name"))
+    queue_ids = [q.pk for q in queues] if access.is_staff else sorted(access.queue_ids)
     visible = access.conversations()
     if filters.tab == "mine":
         rows = visible.filter(assigned_to_id=user.pk)
     elif filters.tab == "queue":
-        queue_ids = list(access.queues().values_list("pk", flat=True)) if access.is_staff else access.queue_ids
         rows = visible.filter(queue_id__in=queue_ids, status=Conversation.Status.PENDING)
     else:
         rows = visible
@@ -113,7 +135,7 @@ def inbox_page(*, access: Access, filters: InboxFilters) -> InboxPage:
     if filters.number_id:
         rows = rows.filter(number_id=filters.number_id)
     if filters.q:
-        rows = _search(rows, filters.q)
+        rows = _search(rows, filters.q, access)
 
     last_message = (
         Message.objects.filter(conversation_id=OuterRef("pk"))
@@ -155,33 +177,29 @@ def inbox_page(*, access: Access, filters: InboxFilters) -> InboxPage:
     return InboxPage(
         rows=page,
         has_next=has_next,
-        counts=inbox_counts(access=access, now=now),
-        queues=list(access.queues().order_by("name")),
+        counts=inbox_counts(access=access, now=now, queue_ids=queue_ids),
+        queues=queues,
         numbers=list(_numbers_for(access).order_by("alias")),
         filters=filters,
         now=now,
     )
 
 
-def inbox_counts(*, access: Access, now: datetime | None = None) -> dict[str, int]:
+def inbox_counts(*, access: Access, now: datetime | None = None, queue_ids: list[int] | None = None) -> dict[str, int]:
     """The tab badges: open conversations assigned to me (and how many unread messages they hold), and
-    conversations waiting in my queues."""
+    conversations waiting in my queues (`queue_ids`: those queues, when the caller has them already)."""
     now = now or timezone.now()
     user = access.user
-    queue_ids = list(access.queues().values_list("pk", flat=True)) if access.is_staff else list(access.queue_ids)
+    if queue_ids is None:
+        queue_ids = list(access.queues().values_list("pk", flat=True)) if access.is_staff else list(access.queue_ids)
     not_snoozed = Q(snoozed_until__isnull=True) | Q(snoozed_until__lte=now)
-    mine = Q(assigned_to_id=user.pk, status=Conversation.Status.OPEN) & not_snoozed
-    waiting = Q(queue_id__in=queue_ids, status=Conversation.Status.PENDING) & not_snoozed
-    totals = (
-        access.conversations()
-        .filter(Q(assigned_to_id=user.pk) | Q(queue_id__in=queue_ids))
-        .exclude(status=Conversation.Status.RESOLVED)
-        .aggregate(
-            mine=Count("pk", filter=mine),
-            unread=Coalesce(Sum("unread_count", filter=mine), 0),
-            queue=Count("pk", filter=waiting),
-        )
+    # Two small indexed reads (assigned_to+status, queue+status) rather than one pass over every active
+    # conversation of the client.
+    visible = access.conversations().filter(not_snoozed)
+    totals = visible.filter(assigned_to_id=user.pk, status=Conversation.Status.OPEN).aggregate(
+        mine=Count("pk"), unread=Coalesce(Sum("unread_count"), 0)
     )
+    totals["queue"] = visible.filter(queue_id__in=queue_ids, status=Conversation.Status.PENDING).count()
     return {key: int(value or 0) for key, value in totals.items()}
 
 

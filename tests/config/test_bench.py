@@ -35,7 +35,7 @@ def run_bench(script: str, *args: str, timeout: float = 240) -> subprocess.Compl
     from django.conf import settings
 
     env = project_env()
-    env["BENCH_DATABASE_URL"] = env["DATABASE_URL"]
+    env["BENCH_DATABASE_URL"] = env["BENCH_CRM_DATABASE_URL"] = env["DATABASE_URL"]
     env["BENCH_REDIS_URL"] = settings.REDIS_URL
     return subprocess.run(
         [sys.executable, script, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout

@@ -208,6 +208,19 @@ def test_search_by_a_word_of_a_message(client, world):
     assert row_ids(page) == [world.beto_open.pk]
 
 
+def test_search_by_a_common_word_finds_the_same_conversations_newest_first(client, world, monkeypatch):
+    # given a word in more messages than the search reads at once (the cap, lowered here to 2)
+    monkeypatch.setattr("crm.inbox.TEXT_MATCH_CAP", 2)
+    for conversation in (world.ana_open, world.beto_open, world.waiting):
+        MessageFactory(conversation=conversation, body="¿Tienen delivery a Surco?")
+
+    page = inbox(client, world.staff, tab="all", q="delivery")
+
+    # newest activity first (Lucía and Mario 10 minutes ago, Rosa 30), as without a search
+    assert sorted(row_ids(page)[:2]) == sorted([world.ana_open.pk, world.beto_open.pk])
+    assert row_ids(page)[2:] == [world.waiting.pk]
+
+
 def test_search_of_fewer_than_three_characters_does_not_read_messages(client, world):
     MessageFactory(conversation=world.beto_open, body="código qz")
 
