@@ -211,8 +211,8 @@ def test_search_by_a_word_of_a_message(client, world):
 def test_search_by_a_common_word_finds_the_same_conversations_newest_first(client, world, monkeypatch):
     # given a word in more messages than the search reads at once (the cap, lowered here to 2)
     monkeypatch.setattr("crm.inbox.TEXT_MATCH_CAP", 2)
-    for conversation in (world.ana_open, world.beto_open, world.waiting):
-        MessageFactory(conversation=conversation, body="¿Tienen delivery a Surco?")
+    for conv in (world.ana_open, world.beto_open, world.waiting):
+        MessageFactory(conversation=conv, body="¿Tienen delivery a Surco?")
 
     page = inbox(client, world.staff, tab="all", q="delivery")
 
