@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.db.models import Count, IntegerField, Min, OuterRef, Q, QuerySet, Subquery, Sum, Value
-from django.db.models.functions import Coalesce, Lower
+from django.db.models.functions import Coalesce, Concat, Lower, Upper
 from django.utils import timezone
 
 from conversations.models import Contact, Conversation, Message, MessageTemplate
@@ -20,8 +20,11 @@ from queues.models import AgentAvailability, Queue, QueueMembership, QuickReply
 from sessions.models import WhatsAppNumber
 
 PAGE_SIZE = 50
+CONTACT_MATCH_CAP = 2_000  # contacts matching a search read at once (see _search)
 TEXT_MATCH_CAP = 2_000  # messages matching a searched word read at once (see _search)
 COMMON_WORD_CONVERSATIONS = 2_000  # a word in more messages than that is looked for in this many conversations
+# What the contact trigram index holds (conversations.models.Contact.Meta.indexes): the very same expression.
+CONTACT_SEARCH_TEXT = Upper(Concat("name", Value("\n"), "username", Value("\n"), "phone"))
 MAX_PAGE = 10_000  # deeper than anyone pages; keeps OFFSET within PostgreSQL's bigint
 HISTORY_PAGE = 100
 
@@ -75,18 +78,25 @@ class InboxPage:
     now: datetime = field(default_factory=timezone.now)
 
 
-def _search(queryset: QuerySet[Conversation], q: str, access: Access, order: list[str]) -> QuerySet[Conversation]:
-    """Name, phone (any spacing) or a word of a message. Contacts and messages that match are read first from
-    their trigram indexes, so the inbox query itself stays a walk of its recency index."""
-    who = Q(name__icontains=q) | Q(username__icontains=q)
+def _search(
+    queryset: QuerySet[Conversation], q: str, access: Access, order: list[str], wanted: int
+) -> QuerySet[Conversation]:
+    """Name, phone (any spacing) or a word of a message; `wanted` is how many rows of the list the page needs.
+    Contacts and messages that match are read first from their trigram indexes, so the inbox query itself stays a
+    walk of its recency index."""
+    # The trigram index holds name, username and phone as one text (CONTACT_SEARCH_TEXT): one bitmap scan. The
+    # per-field test after it only keeps a search that spans two fields from matching across their seam.
     digits = re.sub(r"\D", "", q)
+    indexed = Q(search_text__contains=q.upper())
+    exact = Q(name__icontains=q) | Q(username__icontains=q)
     if len(digits) >= 3:
-        who |= Q(phone__contains=digits)
-    contacts = Contact.objects.filter(who)
+        indexed |= Q(search_text__contains=digits)
+        exact |= Q(phone__contains=digits)
+    contacts = Contact.objects.annotate(search_text=CONTACT_SEARCH_TEXT).filter(indexed).filter(exact)
     if access.client_ids is not None:
         contacts = contacts.filter(client_id__in=access.client_ids)
-    contact_ids = list(contacts.order_by().values_list("pk", flat=True)[:TEXT_MATCH_CAP])
-    if len(contact_ids) < TEXT_MATCH_CAP:
+    contact_ids = list(contacts.order_by().values_list("pk", flat=True)[:CONTACT_MATCH_CAP])
+    if len(contact_ids) < CONTACT_MATCH_CAP:
         condition = Q(contact_id__in=contact_ids)
     else:  # a very common name: test it row by row as the inbox is read
         condition = Q(contact_id__in=contacts.values("pk"))
@@ -100,18 +110,35 @@ def _search(queryset: QuerySet[Conversation], q: str, access: Access, order: lis
         if len(matches) < TEXT_MATCH_CAP:
             condition |= Q(pk__in=sorted(set(matches)))
         else:
-            # A common word (the cap is hit): reading every match would cost seconds. Look for it in the
-            # conversations the inbox lists first, through each one's message history (LOWER(body) is served by
-            # no index, so PostgreSQL cannot pick the trigram index, whose estimate for '%word%' is always tiny).
-            recent = list(queryset.order_by(*order).values_list("pk", flat=True)[:COMMON_WORD_CONVERSATIONS])
-            hits = (
-                Message.objects.annotate(lowered=Lower("body"))
-                .filter(conversation_id__in=recent, lowered__contains=q.lower())
-                .order_by()
-                .values_list("conversation_id", flat=True)
-                .distinct()
+            # A common word (the cap is hit): reading every match would cost seconds, and it is in so many
+            # conversations that a page is found among the newest ones. So it is looked for in about the newest
+            # COMMON_WORD_CONVERSATIONS of the list only, one conversation at a time in the list's order through
+            # its message history, stopping as soon as enough are found for this page (`wanted`).
+            # - The bound is a range on the sort key, not a list of ids: PostgreSQL charges the per-conversation
+            #   test to every row it may read, so only a bounded index range keeps it on the ordered walk.
+            # - The test is "(first such message) IS NOT NULL", not EXISTS: PostgreSQL would turn an EXISTS into
+            #   a join of every match (its estimate for '%word%' is always tiny). LOWER(body) is served by no
+            #   index, so the trigram index is not used either.
+            key = order[0].lstrip("-")
+            bound = list(
+                queryset.order_by(*order).values_list(key, flat=True)[
+                    COMMON_WORD_CONVERSATIONS - 1 : COMMON_WORD_CONVERSATIONS
+                ]
             )
-            condition |= Q(pk__in=sorted(hits))
+            candidates = queryset
+            if bound and bound[0] is not None:  # else a short list (or one without that key): all of it is read
+                newer = "gte" if order[0].startswith("-") else "lte"
+                candidates = queryset.filter(**{f"{key}__{newer}": bound[0]})
+            mention = Message.objects.annotate(lowered=Lower("body")).filter(
+                conversation_id=OuterRef("pk"), lowered__contains=q.lower()
+            )
+            hits = (
+                candidates.alias(mention=Subquery(mention.order_by().values("pk")[:1]))
+                .filter(mention__isnull=False)
+                .order_by(*order)
+                .values_list("pk", flat=True)[:wanted]
+            )
+            condition |= Q(pk__in=list(hits))
     return queryset.filter(condition)
 
 
@@ -145,8 +172,9 @@ def inbox_page(*, access: Access, filters: InboxFilters) -> InboxPage:
     if filters.number_id:
         rows = rows.filter(number_id=filters.number_id)
     order = ["waiting_since", "pk"] if filters.tab == "queue" else ["-last_message_at", "-pk"]
+    start = (filters.page - 1) * PAGE_SIZE
     if filters.q:
-        rows = _search(rows, filters.q, access, order)
+        rows = _search(rows, filters.q, access, order, wanted=start + PAGE_SIZE + 1)
 
     last_message = (
         Message.objects.filter(conversation_id=OuterRef("pk"))
@@ -171,7 +199,6 @@ def inbox_page(*, access: Access, filters: InboxFilters) -> InboxPage:
         )
         rows = rows.annotate(position=Coalesce(Subquery(ahead, output_field=IntegerField()), Value(0)) + 1)
     rows = rows.order_by(*order)
-    start = (filters.page - 1) * PAGE_SIZE
     page = list(rows[start : start + PAGE_SIZE + 1])
     has_next = len(page) > PAGE_SIZE
     page = page[:PAGE_SIZE]
