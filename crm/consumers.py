@@ -52,6 +52,13 @@ def live_groups_for(user) -> list[str]:
     return groups
 
 
+def _fresh_user(user_id: int):
+    """The user as the database has them now; None once deactivated or deleted."""
+    from django.contrib.auth import get_user_model
+
+    return get_user_model().objects.filter(pk=user_id, is_active=True).first()
+
+
 class LiveConsumer(GroupForwardingConsumer):
     """`/ws/live/`: the logged-in user's live events. Anonymous connections are refused. The page sends
     `{"type": "ping"}` every 20 s, which keeps the agent present (auto-away, docs/crm.md)."""
@@ -70,6 +77,21 @@ class LiveConsumer(GroupForwardingConsumer):
     async def receive_json(self, content, **kwargs) -> None:
         if isinstance(content, dict) and content.get("type") == "ping":
             await self._presence("touch")
+            await self._regroup()
+
+    async def _regroup(self) -> None:
+        """Follow membership changes while the page stays open (every ping): a user taken off a queue, or
+        deactivated, stops receiving its events within 20 s; one added to a queue starts."""
+        user = await database_sync_to_async(_fresh_user)(self.user_id)
+        if user is None:
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        wanted = await database_sync_to_async(live_groups_for)(user)
+        for group in set(self.groups_joined) - set(wanted):
+            await self.channel_layer.group_discard(group, self.channel_name)
+        for group in set(wanted) - set(self.groups_joined):
+            await self.channel_layer.group_add(group, self.channel_name)
+        self.groups_joined = wanted
 
     async def disconnect(self, code: int) -> None:
         await super().disconnect(code)

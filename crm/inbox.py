@@ -27,6 +27,7 @@ COMMON_WORD_CONVERSATIONS = 2_000  # a word in more messages than that is looked
 CONTACT_SEARCH_TEXT = Upper(Concat("name", Value("\n"), "username", Value("\n"), "phone"))
 MAX_PAGE = 10_000  # deeper than anyone pages; keeps OFFSET within PostgreSQL's bigint
 HISTORY_PAGE = 100
+CATCH_UP_LIMIT = 500  # messages a page that was away re-reads at once
 
 TABS = ("mine", "queue", "all")
 STATUSES = ("active", "pending", "open", "snoozed", "resolved", "all")
@@ -284,12 +285,13 @@ def conversation_messages(
 
 
 def conversation_messages_since(*, conversation: Conversation, since: datetime) -> list[Message]:
-    """Messages written or changed (a new status) since `since`, oldest first: what a page that was away missed."""
+    """Messages written or changed (a new status) since `since`, in the order they changed: what a page that was
+    away missed. At most CATCH_UP_LIMIT; the caller continues from the last one's `updated_at`."""
     return list(
         Message.objects.filter(conversation=conversation, updated_at__gte=since)
         .select_related("sent_by", "quoted")
         .defer("payload", "quoted__payload")
-        .order_by("created_at", "id")[:500]
+        .order_by("updated_at", "id")[:CATCH_UP_LIMIT]
     )
 
 

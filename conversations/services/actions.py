@@ -8,7 +8,7 @@ the user may act, and only then call here.
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import IntegrityError, transaction
@@ -20,11 +20,12 @@ from conversations.services.live import publish_conversation_event, publish_mess
 from conversations.services.outbound import Template, message_send
 from crm.events import publish_on_commit, queue_group, user_group
 from queues.models import Queue, QueueMembership
-from queues.services import conversation_assign, conversation_assign_by_policy
+from queues.services import conversation_assign, conversation_assign_by_policy, queue_dispatch_waiting
 
 logger = logging.getLogger(__name__)
 
 MAX_NOTE_CHARS = 4096
+MAX_SNOOZE = timedelta(days=366)
 
 
 class ConversationActionError(Exception):
@@ -36,12 +37,21 @@ class ConversationActionError(Exception):
         self.message = message
 
 
-def _locked(conversation: Conversation) -> Conversation:
-    return (
+def _locked(conversation: Conversation, *, by: AbstractBaseUser, supervising: bool) -> Conversation:
+    """The conversation, locked, as it is now. Unless `by` acts as staff or as a supervisor of its queue
+    (`supervising`), it must still be theirs or nobody's: the view's check ran before the lock, and a colleague
+    (or the assignment policy) may have taken it since."""
+    locked = (
         Conversation.objects.select_for_update(of=("self",))
-        .select_related("queue", "number", "contact")
+        .select_related("queue", "number", "contact", "assigned_to")
         .get(pk=conversation.pk)
     )
+    if not supervising and locked.assigned_to_id not in (None, by.pk):
+        raise ConversationActionError(
+            "assigned_elsewhere",
+            _("%(name)s has this conversation now; ask a supervisor.") % {"name": _name(locked.assigned_to)},
+        )
+    return locked
 
 
 def _publish_updated(conversation: Conversation, *, by: AbstractBaseUser | None, action: str, **extra) -> None:
@@ -80,6 +90,12 @@ def _notice(conversation: Conversation, text: str, by: AbstractBaseUser | None) 
     return notice
 
 
+def _hand_out_after_commit(queue_id: int | None) -> None:
+    """An agent of the queue has room again: give waiting customers to whoever has room, oldest first."""
+    if queue_id is not None:
+        transaction.on_commit(lambda: queue_dispatch_waiting(queue_id=queue_id))
+
+
 def _name(user: AbstractBaseUser) -> str:
     return user.get_full_name() or user.get_username()
 
@@ -90,10 +106,10 @@ def _refuse_resolved(conversation: Conversation) -> None:
 
 
 @transaction.atomic
-def conversation_take(*, conversation: Conversation, user: AbstractBaseUser) -> Conversation:
+def conversation_take(*, conversation: Conversation, user: AbstractBaseUser, supervising: bool = False) -> Conversation:
     """The user assigns the conversation to themselves (an agent picking from the queue, or a supervisor
     stepping in). Capacity is not checked: taking is a deliberate choice."""
-    conversation = _locked(conversation)
+    conversation = _locked(conversation, by=user, supervising=supervising)
     _refuse_resolved(conversation)
     if conversation.assigned_to_id == user.pk:
         return conversation
@@ -109,6 +125,7 @@ def conversation_transfer(
     by: AbstractBaseUser,
     to_user: AbstractBaseUser | None = None,
     to_queue: Queue | None = None,
+    supervising: bool = False,
 ) -> Conversation:
     """Hand the conversation to another agent, to another queue, or to an agent of another queue.
 
@@ -116,7 +133,7 @@ def conversation_transfer(
     be an active member of the (new) queue."""
     if to_user is None and to_queue is None:
         raise ConversationActionError("invalid", _("Choose an agent or a queue to transfer to."))
-    conversation = _locked(conversation)
+    conversation = _locked(conversation, by=by, supervising=supervising)
     _refuse_resolved(conversation)
     queue = to_queue or conversation.queue
     if to_queue is not None and (to_queue.client_id != conversation.client_id or not to_queue.is_active):
@@ -168,13 +185,17 @@ def conversation_transfer(
     _notice(conversation, text, by)
     if to_user is None:
         conversation_assign_by_policy(conversation=conversation)
+    if old_agent_id and old_queue_id and conversation.assigned_to_id != old_agent_id:
+        _hand_out_after_commit(old_queue_id)  # its agent has room for someone waiting there
     logger.info("conversation %s transferred by user %s (queue %s → %s)", conversation.pk, by.pk, old_queue_id, queue)
     return conversation
 
 
 @transaction.atomic
-def conversation_resolve(*, conversation: Conversation, by: AbstractBaseUser) -> Conversation:
-    conversation = _locked(conversation)
+def conversation_resolve(
+    *, conversation: Conversation, by: AbstractBaseUser, supervising: bool = False
+) -> Conversation:
+    conversation = _locked(conversation, by=by, supervising=supervising)
     if conversation.status == Conversation.Status.RESOLVED:
         return conversation
     conversation.status = Conversation.Status.RESOLVED
@@ -184,13 +205,14 @@ def conversation_resolve(*, conversation: Conversation, by: AbstractBaseUser) ->
     conversation.save(update_fields=["status", "resolved_at", "snoozed_until", "unread_count", "updated_at"])
     _notice(conversation, _("%(name)s resolved the conversation.") % {"name": _name(by)}, by)
     _publish_updated(conversation, by=by, action="resolved")
+    _hand_out_after_commit(conversation.queue_id)
     return conversation
 
 
 @transaction.atomic
-def conversation_reopen(*, conversation: Conversation, by: AbstractBaseUser) -> Conversation:
+def conversation_reopen(*, conversation: Conversation, by: AbstractBaseUser, supervising: bool = False) -> Conversation:
     """A resolved conversation is open again: with its agent when it had one, else waiting in its queue."""
-    conversation = _locked(conversation)
+    conversation = _locked(conversation, by=by, supervising=supervising)
     if conversation.status != Conversation.Status.RESOLVED:
         return conversation
     newer = (
@@ -227,13 +249,17 @@ def conversation_reopen(*, conversation: Conversation, by: AbstractBaseUser) -> 
 
 
 @transaction.atomic
-def conversation_snooze(*, conversation: Conversation, by: AbstractBaseUser, until: datetime | None) -> Conversation:
+def conversation_snooze(
+    *, conversation: Conversation, by: AbstractBaseUser, until: datetime | None, supervising: bool = False
+) -> Conversation:
     """Hide the conversation from the inbox until `until` (None: show it again now). A customer message brings
     it back earlier."""
-    conversation = _locked(conversation)
+    conversation = _locked(conversation, by=by, supervising=supervising)
     _refuse_resolved(conversation)
     if until is not None and until <= timezone.now():
         raise ConversationActionError("invalid", _("Choose a time in the future."))
+    if until is not None and until > timezone.now() + MAX_SNOOZE:
+        raise ConversationActionError("invalid", _("Snooze for at most a year."))
     conversation.snoozed_until = until
     conversation.save(update_fields=["snoozed_until", "updated_at"])
     if until is None:
@@ -250,7 +276,9 @@ def conversation_snooze(*, conversation: Conversation, by: AbstractBaseUser, unt
 
 
 @transaction.atomic
-def conversation_note_add(*, conversation: Conversation, by: AbstractBaseUser, text: str) -> Message:
+def conversation_note_add(
+    *, conversation: Conversation, by: AbstractBaseUser, text: str, supervising: bool = False
+) -> Message:
     """An internal note: stored with the history, shown to agents, never sent to the customer."""
     text = text.strip()
     if not text:
@@ -259,7 +287,7 @@ def conversation_note_add(*, conversation: Conversation, by: AbstractBaseUser, t
         raise ConversationActionError("invalid", _("The note contains a NUL character."))
     if len(text) > MAX_NOTE_CHARS:
         raise ConversationActionError("too_long", _("A note has at most %(n)s characters.") % {"n": MAX_NOTE_CHARS})
-    conversation = _locked(conversation)
+    conversation = _locked(conversation, by=by, supervising=supervising)
     note = Message.objects.create(
         conversation=conversation,
         number_id=conversation.number_id,
@@ -283,14 +311,15 @@ def conversation_reply(
     text: str | None = None,
     template: Template | None = None,
     reply_to: Message | None = None,
+    supervising: bool = False,
 ) -> Message:
     """An agent's answer. Answering a conversation nobody has takes it; either both happen or neither.
 
     Raises `OutboundRefused` (nothing written) when it cannot be sent."""
-    current = _locked(conversation)
+    current = _locked(conversation, by=by, supervising=supervising)
     _refuse_resolved(current)
     if current.assigned_to_id is None:
-        conversation_take(conversation=current, user=by)
+        conversation_take(conversation=current, user=by, supervising=supervising)
     message = message_send(conversation=current, text=text, template=template, sent_by=by, reply_to=reply_to)
     Conversation.objects.filter(pk=current.pk, unread_count__gt=0).update(unread_count=0)
     return message

@@ -22,7 +22,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
-from django.utils.http import content_disposition_header
+from django.utils.http import content_disposition_header, url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
@@ -51,6 +51,10 @@ logger = logging.getLogger(__name__)
 # Messages a page that reconnects asks for start this long before its cursor: a write committed just after a
 # read may carry an `updated_at` slightly older than the read.
 CATCH_UP_MARGIN = timedelta(seconds=5)
+MAX_TEMPLATE_VALUE = 1024  # Meta's limit for a body parameter
+# Served inline only when a browser shows it as data, never as a page of ours: anything else (HTML, SVG, PDF…)
+# from a customer is downloaded.
+INLINE_MEDIA = ("image/jpeg", "image/png", "image/webp", "image/gif", "audio/", "video/")
 
 
 class AgentLoginView(LoginView):
@@ -121,6 +125,12 @@ def _actionable(request: HttpRequest, pk: int) -> tuple[Access, Conversation]:
     if not access.can_act(conversation):
         raise PermissionDenied(_("This conversation is assigned to someone else; ask a supervisor."))
     return access, conversation
+
+
+def _supervising(access: Access, conversation: Conversation) -> bool:
+    """Whether the user acts over the agents of this conversation (staff, or a supervisor of its queue): they
+    may act on it whoever has it; an agent only while it is theirs or nobody's (checked again under lock)."""
+    return access.is_staff or conversation.queue_id in access.supervised_queue_ids
 
 
 def _window(conversation: Conversation) -> dict:
@@ -213,7 +223,13 @@ def _messages_since(request: HttpRequest, access: Access, conversation: Conversa
     if since is None or timezone.is_naive(since):
         return JsonResponse({"error": _("`since` must be an ISO 8601 time with its offset.")}, status=400)
     cursor = timezone.now()
-    changed = inbox.conversation_messages_since(conversation=conversation, since=since - CATCH_UP_MARGIN)
+    try:
+        since -= CATCH_UP_MARGIN
+    except OverflowError:  # the year 1
+        return JsonResponse({"error": _("`since` must be an ISO 8601 time with its offset.")}, status=400)
+    changed = inbox.conversation_messages_since(conversation=conversation, since=since)
+    if len(changed) == inbox.CATCH_UP_LIMIT:  # more to come: the next read starts where this one stopped
+        cursor = changed[-1].updated_at
     if conversation.assigned_to_id == request.user.pk and conversation.unread_count:
         conversation_mark_read(conversation=conversation)
     items = [
@@ -253,11 +269,25 @@ def conversation_reply_view(request: HttpRequest, pk: int) -> HttpResponse:
         values = [request.POST.get(f"param_{n}", "").strip() for n in chosen.placeholders]
         if any(not v for v in values):
             return _refused(request, access, conversation, _("Fill in every value of the template."))
+        if any("\x00" in v or len(v) > MAX_TEMPLATE_VALUE for v in values):
+            return _refused(
+                request,
+                access,
+                conversation,
+                _("A template value has at most %(n)s characters and no NUL character.") % {"n": MAX_TEMPLATE_VALUE},
+            )
         components = [{"type": "body", "parameters": [{"type": "text", "text": v} for v in values]}] if values else []
         template = Template(name=chosen.name, language=chosen.language, components=components)
         text = None
     try:
-        conversation_reply(conversation=conversation, by=request.user, text=text, template=template, reply_to=reply_to)
+        conversation_reply(
+            conversation=conversation,
+            by=request.user,
+            text=text,
+            template=template,
+            reply_to=reply_to,
+            supervising=_supervising(access, conversation),
+        )
     except OutboundRefused as exc:
         return _refused(request, access, conversation, exc.message, text or "")
     except ConversationActionError as exc:
@@ -270,7 +300,12 @@ def conversation_reply_view(request: HttpRequest, pk: int) -> HttpResponse:
 def conversation_note_view(request: HttpRequest, pk: int) -> HttpResponse:
     access, conversation = _actionable(request, pk)
     try:
-        conversation_note_add(conversation=conversation, by=request.user, text=request.POST.get("note", ""))
+        conversation_note_add(
+            conversation=conversation,
+            by=request.user,
+            text=request.POST.get("note", ""),
+            supervising=_supervising(access, conversation),
+        )
     except ConversationActionError as exc:
         return _refused(request, access, conversation, exc.message)
     return _back(conversation)
@@ -281,7 +316,7 @@ def conversation_note_view(request: HttpRequest, pk: int) -> HttpResponse:
 def conversation_take_view(request: HttpRequest, pk: int) -> HttpResponse:
     access, conversation = _actionable(request, pk)
     try:
-        conversation_take(conversation=conversation, user=request.user)
+        conversation_take(conversation=conversation, user=request.user, supervising=_supervising(access, conversation))
     except ConversationActionError as exc:
         return _refused(request, access, conversation, exc.message)
     return _back(conversation)
@@ -306,7 +341,13 @@ def conversation_transfer_view(request: HttpRequest, pk: int) -> HttpResponse:
     if to_queue is None and to_user is None:
         return _refused(request, access, conversation, _("Choose an agent or a queue to transfer to."))
     try:
-        conversation_transfer(conversation=conversation, by=request.user, to_user=to_user, to_queue=to_queue)
+        conversation_transfer(
+            conversation=conversation,
+            by=request.user,
+            to_user=to_user,
+            to_queue=to_queue,
+            supervising=_supervising(access, conversation),
+        )
     except ConversationActionError as exc:
         return _refused(request, access, conversation, exc.message)
     conversation.refresh_from_db()
@@ -319,8 +360,11 @@ def conversation_transfer_view(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_POST
 def conversation_resolve_view(request: HttpRequest, pk: int) -> HttpResponse:
-    _access, conversation = _actionable(request, pk)
-    conversation_resolve(conversation=conversation, by=request.user)
+    access, conversation = _actionable(request, pk)
+    try:
+        conversation_resolve(conversation=conversation, by=request.user, supervising=_supervising(access, conversation))
+    except ConversationActionError as exc:
+        return _refused(request, access, conversation, exc.message)
     return _back(conversation)
 
 
@@ -329,7 +373,7 @@ def conversation_resolve_view(request: HttpRequest, pk: int) -> HttpResponse:
 def conversation_reopen_view(request: HttpRequest, pk: int) -> HttpResponse:
     access, conversation = _actionable(request, pk)
     try:
-        conversation_reopen(conversation=conversation, by=request.user)
+        conversation_reopen(conversation=conversation, by=request.user, supervising=_supervising(access, conversation))
     except ConversationActionError as exc:
         return _refused(request, access, conversation, exc.message)
     return _back(conversation)
@@ -364,7 +408,9 @@ def conversation_snooze_view(request: HttpRequest, pk: int) -> HttpResponse:
     except ValueError:
         return _refused(request, access, conversation, _("Choose when the conversation should come back."))
     try:
-        conversation_snooze(conversation=conversation, by=request.user, until=until)
+        conversation_snooze(
+            conversation=conversation, by=request.user, until=until, supervising=_supervising(access, conversation)
+        )
     except ConversationActionError as exc:
         return _refused(request, access, conversation, exc.message)
     return _back(conversation)
@@ -390,10 +436,14 @@ def conversation_media_view(request: HttpRequest, pk: int, message_id: int) -> H
             _base_context(request, request_access(request), conversation=conversation, reason=exc.message),
             status=status,
         )
-    response = HttpResponse(media.content, content_type=message.media_mime_type or media.mime_type)
-    # The file name comes from the customer's payload: no control characters in a header.
+    mime_type = (message.media_mime_type or media.mime_type or "application/octet-stream").lower()
+    response = HttpResponse(media.content, content_type=mime_type)
+    # The file name and type come from the customer's payload: no control characters in a header, and only
+    # plain images, audio and video shown inline (an HTML or SVG "document" would run in our origin).
     filename = re.sub(r"[\x00-\x1f\x7f]", "", message.media_filename or media.filename) or f"media-{message.pk}"
-    response["Content-Disposition"] = content_disposition_header(False, filename)
+    inline = mime_type.startswith(INLINE_MEDIA)
+    response["Content-Disposition"] = content_disposition_header(not inline, filename)
+    response["Content-Security-Policy"] = "sandbox; default-src 'none'; img-src 'self'; media-src 'self'"
     response["X-Content-Type-Options"] = "nosniff"
     response["Cache-Control"] = "private, max-age=300"
     return response
@@ -411,8 +461,8 @@ def availability_view(request: HttpRequest) -> HttpResponse:
     agent_availability_set(user=request.user, status=status)
     if request.headers.get("accept", "").startswith("application/json"):
         return JsonResponse({"status": status})
-    next_url = request.POST.get("next") or reverse("crm:inbox")
-    if not next_url.startswith("/") or next_url.startswith("//"):
+    next_url = request.POST.get("next") or ""
+    if not url_has_allowed_host_and_scheme(next_url, allowed_hosts={request.get_host()}, require_https=False):
         next_url = reverse("crm:inbox")
     return redirect(next_url)
 

@@ -603,11 +603,12 @@ def test_cloud_media_is_fetched_for_an_agent_who_may_see_it(client, world, cloud
     # when ana opens it from the conversation
     response = client.get(f"/conversations/{world.ana_open.pk}/media/{doc.pk}/")
 
-    # then her browser gets the file itself, shown inline, private, never sniffed as something else
+    # then her browser gets the file itself, as a download (a document is never shown as a page of ours),
+    # private, never sniffed as something else
     assert response.status_code == 200
     assert response.content == PDF
     assert response["Content-Type"] == "application/pdf"
-    assert response["Content-Disposition"] == 'inline; filename="factura.pdf"'
+    assert response["Content-Disposition"] == 'attachment; filename="factura.pdf"'
     assert response["X-Content-Type-Options"] == "nosniff"
     assert response["Cache-Control"] == "private, max-age=300"
 
@@ -627,7 +628,7 @@ def test_cloud_media_with_a_line_break_in_its_name_still_opens(client, world, cl
 
     assert response.status_code == 200
     assert response.content == PDF
-    assert response["Content-Disposition"] == 'inline; filename="facturaSet-Cookie: x=1.pdf"'
+    assert response["Content-Disposition"] == 'attachment; filename="facturaSet-Cookie: x=1.pdf"'
     assert "Set-Cookie" not in response.headers
 
 

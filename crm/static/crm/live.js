@@ -6,7 +6,7 @@
   var inbox = document.querySelector("[data-inbox]");
   var conversation = document.querySelector("[data-conversation-page]");
   var dashboard = document.querySelector("[data-dashboard]");
-  var delay = 1000, socket = null, pingTimer = null, connectedOnce = false;
+  var delay = 1000, socket = null, pingTimer = null;
 
   function setState(cls) { if (stateDot) { stateDot.className = "live-state " + cls; } }
 
@@ -67,7 +67,12 @@
         tmp.innerHTML = item.html.trim();
         var fresh = tmp.firstElementChild;
         var old = document.getElementById("m" + item.id);
-        if (old) { old.replaceWith(fresh); } else { list.appendChild(fresh); }
+        var last = list.lastElementChild;
+        if (old) {
+          old.replaceWith(fresh);
+        } else if (!last || item.id > Number(last.getAttribute("data-message"))) {
+          list.appendChild(fresh);  // a new message; a change to one older than the page shows is not ours
+        }
       });
       conversation.setAttribute("data-cursor", data.cursor);
       if (data.items.length && nearEnd) { scrollToEnd(); }
@@ -79,8 +84,10 @@
       conversation.querySelector("[data-conversation-header]").innerHTML = data.header;
       setUpSnooze();
       var composer = conversation.querySelector("[data-composer]");
-      var typing = composer.querySelector("textarea:focus");
-      if (!typing) { composer.innerHTML = data.composer; setUpComposer(); }
+      var drafts = Array.prototype.some.call(composer.querySelectorAll("textarea"), function (t) {
+        return t.value.trim() !== "";
+      });
+      if (!drafts) { composer.innerHTML = data.composer; setUpComposer(); }  // never lose what is being written
     });
   }, 150);
 
@@ -129,8 +136,8 @@
       if (event.type === "hello") {
         setState("on");
         delay = 1000;
-        if (connectedOnce) { catchUp(); }  // what happened while the socket was down
-        connectedOnce = true;
+        // What happened while the socket was down, or between the page's render and the socket joining.
+        catchUp();
         return;
       }
       handle(event);
@@ -167,7 +174,9 @@
     var box = document.querySelector("[data-suggestions]");
     if (area && box) {
       var replies = {};
-      try { replies = JSON.parse(area.getAttribute("data-quick-replies")) || {}; } catch (e) { replies = {}; }
+      try {
+        replies = Object.assign(Object.create(null), JSON.parse(area.getAttribute("data-quick-replies")));
+      } catch (e) { replies = Object.create(null); }  // no prototype: /constructor is not a quick reply
       var word = function () {
         var upto = area.value.slice(0, area.selectionStart);
         var m = upto.match(/(^|\s)\/([\w-]*)$/);
