@@ -20,9 +20,9 @@ from queues.models import AgentAvailability, Queue, QueueMembership, QuickReply
 from sessions.models import WhatsAppNumber
 
 PAGE_SIZE = 50
-CONTACT_MATCH_CAP = 2_000  # contacts matching a search read at once (see _search)
+CONTACT_MATCH_CAP = 500  # contacts matching a search read at once (see _search)
 TEXT_MATCH_CAP = 2_000  # messages matching a searched word read at once (see _search)
-COMMON_WORD_CONVERSATIONS = 2_000  # a word in more messages than that is looked for in this many conversations
+COMMON_WORD_CONVERSATIONS = 2_000  # a common word or name is looked for in about this many newest conversations
 # What the contact trigram index holds (conversations.models.Contact.Meta.indexes): the very same expression.
 CONTACT_SEARCH_TEXT = Upper(Concat("name", Value("\n"), "username", Value("\n"), "phone"))
 MAX_PAGE = 10_000  # deeper than anyone pages; keeps OFFSET within PostgreSQL's bigint
@@ -79,6 +79,19 @@ class InboxPage:
     now: datetime = field(default_factory=timezone.now)
 
 
+def _newest(queryset: QuerySet[Conversation], order: list[str]) -> QuerySet[Conversation]:
+    """About the first COMMON_WORD_CONVERSATIONS rows of the list, as a range of its sort key (one cheap read of
+    the boundary), so a per-row test on them stays an ordered walk of the index."""
+    key = order[0].lstrip("-")
+    bound = list(
+        queryset.order_by(*order).values_list(key, flat=True)[COMMON_WORD_CONVERSATIONS - 1 : COMMON_WORD_CONVERSATIONS]
+    )
+    if not bound or bound[0] is None:  # a short list (or one without that key): all of it
+        return queryset
+    newer = "gte" if order[0].startswith("-") else "lte"
+    return queryset.filter(**{f"{key}__{newer}": bound[0]})
+
+
 def _search(
     queryset: QuerySet[Conversation], q: str, access: Access, order: list[str], wanted: int
 ) -> QuerySet[Conversation]:
@@ -99,8 +112,14 @@ def _search(
     contact_ids = list(contacts.order_by().values_list("pk", flat=True)[:CONTACT_MATCH_CAP])
     if len(contact_ids) < CONTACT_MATCH_CAP:
         condition = Q(contact_id__in=contact_ids)
-    else:  # a very common name: test it row by row as the inbox is read
-        condition = Q(contact_id__in=contacts.values("pk"))
+    else:  # a very common name: like a common word (below), among the newest of the list only
+        hits = (
+            _newest(queryset, order)
+            .filter(contact_id__in=contacts.values("pk"))
+            .order_by(*order)
+            .values_list("pk", flat=True)[:wanted]
+        )
+        condition = Q(pk__in=list(hits))
     if len(q) >= 3:  # trigram search needs three characters
         # A rare word: its few messages come straight from the trigram index.
         matches = list(
@@ -120,16 +139,7 @@ def _search(
             # - The test is "(first such message) IS NOT NULL", not EXISTS: PostgreSQL would turn an EXISTS into
             #   a join of every match (its estimate for '%word%' is always tiny). LOWER(body) is served by no
             #   index, so the trigram index is not used either.
-            key = order[0].lstrip("-")
-            bound = list(
-                queryset.order_by(*order).values_list(key, flat=True)[
-                    COMMON_WORD_CONVERSATIONS - 1 : COMMON_WORD_CONVERSATIONS
-                ]
-            )
-            candidates = queryset
-            if bound and bound[0] is not None:  # else a short list (or one without that key): all of it is read
-                newer = "gte" if order[0].startswith("-") else "lte"
-                candidates = queryset.filter(**{f"{key}__{newer}": bound[0]})
+            candidates = _newest(queryset, order)
             mention = Message.objects.annotate(lowered=Lower("body")).filter(
                 conversation_id=OuterRef("pk"), lowered__contains=q.lower()
             )

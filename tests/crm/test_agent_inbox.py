@@ -221,6 +221,15 @@ def test_search_by_a_common_word_finds_the_same_conversations_newest_first(clien
     assert row_ids(page)[2:] == [world.waiting.pk]
 
 
+def test_search_by_a_common_name_lists_the_matches_newest_first(client, world, monkeypatch):
+    # given more contacts match than the search reads at once (the cap, lowered here to 2)
+    monkeypatch.setattr("crm.inbox.CONTACT_MATCH_CAP", 2)
+
+    page = inbox(client, world.staff, tab="all", q="o")  # Mario, Rosa, Pedro (and Elena, resolved)
+
+    assert row_ids(page) == [world.ventas_waiting.pk, world.beto_open.pk, world.waiting.pk]
+
+
 def test_search_of_fewer_than_three_characters_does_not_read_messages(client, world):
     MessageFactory(conversation=world.beto_open, body="código qz")
 
