@@ -3,6 +3,10 @@ user's presence in Redis (crm/presence.py)."""
 
 from __future__ import annotations
 
+import asyncio
+import random
+import time
+
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
@@ -10,6 +14,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from crm.events import client_group, live_events_of, queue_group, sessions_group, user_group
 
 CLOSE_UNAUTHENTICATED = 4401
+REGROUP_SECONDS = 60  # how often an open page's groups are worked out again (at its next ping), with jitter
 
 
 class GroupForwardingConsumer(AsyncJsonWebsocketConsumer):
@@ -61,7 +66,8 @@ def _fresh_user(user_id: int):
 
 class LiveConsumer(GroupForwardingConsumer):
     """`/ws/live/`: the logged-in user's live events. Anonymous connections are refused. The page sends
-    `{"type": "ping"}` every 20 s, which keeps the agent present (auto-away, docs/crm.md)."""
+    `{"type": "ping"}` every 20 s, which keeps the agent present (auto-away, docs/crm.md) and, about once a
+    minute, has the groups worked out again."""
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -69,6 +75,7 @@ class LiveConsumer(GroupForwardingConsumer):
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
         self.user_id = user.pk
+        self.regroup_at = time.monotonic() + REGROUP_SECONDS * random.uniform(0.8, 1.2)
         await self.join(await database_sync_to_async(live_groups_for)(user))
         await self.accept()
         await self._presence("touch")
@@ -77,11 +84,14 @@ class LiveConsumer(GroupForwardingConsumer):
     async def receive_json(self, content, **kwargs) -> None:
         if isinstance(content, dict) and content.get("type") == "ping":
             await self._presence("touch")
-            await self._regroup()
+            if time.monotonic() >= self.regroup_at:
+                self.regroup_at = time.monotonic() + REGROUP_SECONDS * random.uniform(0.8, 1.2)
+                # In the background: events keep flowing to this page while the database is asked.
+                self.regrouping = asyncio.ensure_future(self._regroup())
 
     async def _regroup(self) -> None:
-        """Follow membership changes while the page stays open (every ping): a user taken off a queue, or
-        deactivated, stops receiving its events within 20 s; one added to a queue starts."""
+        """Follow membership changes while the page stays open: a user taken off a queue, or deactivated,
+        stops receiving its events within about a minute; one added to a queue starts."""
         user = await database_sync_to_async(_fresh_user)(self.user_id)
         if user is None:
             await self.close(code=CLOSE_UNAUTHENTICATED)
