@@ -100,9 +100,7 @@ def test_resolving_frees_capacity_for_the_oldest_waiting_customer(client, world,
 
 
 @pytest.mark.django_db(transaction=True)
-def test_an_agent_taken_off_a_queue_stops_receiving_it_once_her_groups_are_worked_out_again(
-    client, world, monkeypatch
-):
+def test_an_agent_taken_off_a_queue_stops_receiving_it_once_her_groups_are_worked_out_again(client, world, monkeypatch):
     monkeypatch.setattr("crm.consumers.REGROUP_SECONDS", 0)  # at every ping instead of about once a minute
     cookie = session_cookie_for(client, world.ana)
     event = {"type": "message.created", "data": {"conversation": world.waiting.pk, "preview": "datos"}}
