@@ -7,6 +7,7 @@ Refused input re-renders the page with the reason (400) and changes nothing.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -239,93 +240,85 @@ def _messages_since(request: HttpRequest, access: Access, conversation: Conversa
     return JsonResponse({"cursor": cursor.isoformat(), "items": items})
 
 
-def _back(conversation: Conversation) -> HttpResponse:
-    return redirect("crm:conversation", pk=conversation.pk)
-
-
 def _refused(request: HttpRequest, access: Access, conversation: Conversation, message: str, draft: str = ""):
     conversation.refresh_from_db()
     context = _conversation_context(request, access, conversation, error=message, draft=draft)
     return render(request, "crm/conversation.html", context, status=400)
 
 
-@login_required
-@require_POST
-def conversation_reply_view(request: HttpRequest, pk: int) -> HttpResponse:
-    access, conversation = _actionable(request, pk)
-    text = request.POST.get("text", "")
+class Refused(Exception):
+    """Input an action view cannot accept: the page is shown again with this reason (400), nothing written."""
+
+
+def conversation_action(view):
+    """A POST on a conversation the user may act on (else 404/403). The view returns None to go back to the
+    conversation, or a response of its own; a refusal (`Refused`, `ConversationActionError`, `OutboundRefused`)
+    shows the page again with the reason and the draft, status 400."""
+
+    @login_required
+    @require_POST
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest, pk: int) -> HttpResponse:
+        access, conversation = _actionable(request, pk)
+        try:
+            response = view(request, access, conversation, supervising=_supervising(access, conversation))
+        except (Refused, ConversationActionError, OutboundRefused) as exc:
+            message = exc.args[0] if isinstance(exc, Refused) else exc.message
+            return _refused(request, access, conversation, message, request.POST.get("text", ""))
+        return response or redirect("crm:conversation", pk=conversation.pk)
+
+    return wrapper
+
+
+def _template_to_send(request: HttpRequest, conversation: Conversation) -> Template:
+    """The approved template the agent chose, with the values they typed for its placeholders."""
+    chosen = next((t for t in inbox.templates_for(conversation) if t.pk == inbox._int(request.POST["template"])), None)
+    if chosen is None:
+        raise Refused(_("That template cannot be used on this number."))
+    values = [request.POST.get(f"param_{n}", "").strip() for n in chosen.placeholders]
+    if any(not v for v in values):
+        raise Refused(_("Fill in every value of the template."))
+    if any("\x00" in v or len(v) > MAX_TEMPLATE_VALUE for v in values):
+        raise Refused(
+            _("A template value has at most %(n)s characters and no NUL character.") % {"n": MAX_TEMPLATE_VALUE}
+        )
+    components = [{"type": "body", "parameters": [{"type": "text", "text": v} for v in values]}] if values else []
+    return Template(name=chosen.name, language=chosen.language, components=components)
+
+
+@conversation_action
+def conversation_reply_view(request, access, conversation, *, supervising):
     reply_to = None
     quoted_id = inbox._int(request.POST.get("reply_to"))
     if quoted_id:
         reply_to = Message.objects.filter(pk=quoted_id, conversation=conversation).first()
         if reply_to is None:
-            return _refused(request, access, conversation, _("The quoted message is not in this conversation."), text)
-    template = None
-    template_id = inbox._int(request.POST.get("template"))
-    if template_id:
-        chosen = next((t for t in inbox.templates_for(conversation) if t.pk == template_id), None)
-        if chosen is None:
-            return _refused(request, access, conversation, _("That template cannot be used on this number."))
-        values = [request.POST.get(f"param_{n}", "").strip() for n in chosen.placeholders]
-        if any(not v for v in values):
-            return _refused(request, access, conversation, _("Fill in every value of the template."))
-        if any("\x00" in v or len(v) > MAX_TEMPLATE_VALUE for v in values):
-            return _refused(
-                request,
-                access,
-                conversation,
-                _("A template value has at most %(n)s characters and no NUL character.") % {"n": MAX_TEMPLATE_VALUE},
-            )
-        components = [{"type": "body", "parameters": [{"type": "text", "text": v} for v in values]}] if values else []
-        template = Template(name=chosen.name, language=chosen.language, components=components)
-        text = None
-    try:
-        conversation_reply(
-            conversation=conversation,
-            by=request.user,
-            text=text,
-            template=template,
-            reply_to=reply_to,
-            supervising=_supervising(access, conversation),
-        )
-    except OutboundRefused as exc:
-        return _refused(request, access, conversation, exc.message, text or "")
-    except ConversationActionError as exc:
-        return _refused(request, access, conversation, exc.message, text or "")
-    return _back(conversation)
+            raise Refused(_("The quoted message is not in this conversation."))
+    template = _template_to_send(request, conversation) if inbox._int(request.POST.get("template")) else None
+    conversation_reply(
+        conversation=conversation,
+        by=request.user,
+        text=None if template else request.POST.get("text", ""),
+        template=template,
+        reply_to=reply_to,
+        supervising=supervising,
+    )
 
 
-@login_required
-@require_POST
-def conversation_note_view(request: HttpRequest, pk: int) -> HttpResponse:
-    access, conversation = _actionable(request, pk)
-    try:
-        conversation_note_add(
-            conversation=conversation,
-            by=request.user,
-            text=request.POST.get("note", ""),
-            supervising=_supervising(access, conversation),
-        )
-    except ConversationActionError as exc:
-        return _refused(request, access, conversation, exc.message)
-    return _back(conversation)
+@conversation_action
+def conversation_note_view(request, access, conversation, *, supervising):
+    conversation_note_add(
+        conversation=conversation, by=request.user, text=request.POST.get("note", ""), supervising=supervising
+    )
 
 
-@login_required
-@require_POST
-def conversation_take_view(request: HttpRequest, pk: int) -> HttpResponse:
-    access, conversation = _actionable(request, pk)
-    try:
-        conversation_take(conversation=conversation, user=request.user, supervising=_supervising(access, conversation))
-    except ConversationActionError as exc:
-        return _refused(request, access, conversation, exc.message)
-    return _back(conversation)
+@conversation_action
+def conversation_take_view(request, access, conversation, *, supervising):
+    conversation_take(conversation=conversation, user=request.user, supervising=supervising)
 
 
-@login_required
-@require_POST
-def conversation_transfer_view(request: HttpRequest, pk: int) -> HttpResponse:
-    access, conversation = _actionable(request, pk)
+@conversation_action
+def conversation_transfer_view(request, access, conversation, *, supervising):
     target = request.POST.get("target", "")  # "queue:<id>" or "agent:<queue id>:<user id>"
     queues, members = inbox.transfer_targets(access=access, conversation=conversation)
     to_queue = to_user = None
@@ -339,44 +332,25 @@ def conversation_transfer_view(request: HttpRequest, pk: int) -> HttpResponse:
             to_user = member.user
             to_queue = member.queue if member.queue_id != conversation.queue_id else None
     if to_queue is None and to_user is None:
-        return _refused(request, access, conversation, _("Choose an agent or a queue to transfer to."))
-    try:
-        conversation_transfer(
-            conversation=conversation,
-            by=request.user,
-            to_user=to_user,
-            to_queue=to_queue,
-            supervising=_supervising(access, conversation),
-        )
-    except ConversationActionError as exc:
-        return _refused(request, access, conversation, exc.message)
+        raise Refused(_("Choose an agent or a queue to transfer to."))
+    conversation_transfer(
+        conversation=conversation, by=request.user, to_user=to_user, to_queue=to_queue, supervising=supervising
+    )
     conversation.refresh_from_db()
     if not access.can_see(conversation):
         flash.success(request, _("Conversation transferred."))
         return redirect("crm:inbox")
-    return _back(conversation)
+    return None
 
 
-@login_required
-@require_POST
-def conversation_resolve_view(request: HttpRequest, pk: int) -> HttpResponse:
-    access, conversation = _actionable(request, pk)
-    try:
-        conversation_resolve(conversation=conversation, by=request.user, supervising=_supervising(access, conversation))
-    except ConversationActionError as exc:
-        return _refused(request, access, conversation, exc.message)
-    return _back(conversation)
+@conversation_action
+def conversation_resolve_view(request, access, conversation, *, supervising):
+    conversation_resolve(conversation=conversation, by=request.user, supervising=supervising)
 
 
-@login_required
-@require_POST
-def conversation_reopen_view(request: HttpRequest, pk: int) -> HttpResponse:
-    access, conversation = _actionable(request, pk)
-    try:
-        conversation_reopen(conversation=conversation, by=request.user, supervising=_supervising(access, conversation))
-    except ConversationActionError as exc:
-        return _refused(request, access, conversation, exc.message)
-    return _back(conversation)
+@conversation_action
+def conversation_reopen_view(request, access, conversation, *, supervising):
+    conversation_reopen(conversation=conversation, by=request.user, supervising=supervising)
 
 
 SNOOZE_CHOICES = {"1h": timedelta(hours=1), "3h": timedelta(hours=3), "tomorrow": None, "next_week": None}
@@ -398,22 +372,14 @@ def _snooze_until(choice: str, custom: str) -> datetime | None:
     raise ValueError
 
 
-@login_required
-@require_POST
-def conversation_snooze_view(request: HttpRequest, pk: int) -> HttpResponse:
-    access, conversation = _actionable(request, pk)
+@conversation_action
+def conversation_snooze_view(request, access, conversation, *, supervising):
     choice = request.POST.get("until", "")
     try:
         until = None if choice == "wake" else _snooze_until(choice, request.POST.get("custom", ""))
     except ValueError:
-        return _refused(request, access, conversation, _("Choose when the conversation should come back."))
-    try:
-        conversation_snooze(
-            conversation=conversation, by=request.user, until=until, supervising=_supervising(access, conversation)
-        )
-    except ConversationActionError as exc:
-        return _refused(request, access, conversation, exc.message)
-    return _back(conversation)
+        raise Refused(_("Choose when the conversation should come back.")) from None
+    conversation_snooze(conversation=conversation, by=request.user, until=until, supervising=supervising)
 
 
 @login_required
