@@ -71,14 +71,14 @@ class InboxFilters:
         return cls(
             tab=tab,
             q=(params.get("q") or "").replace("\x00", "").strip()[:100],
-            queue_id=_int(params.get("queue")),
-            number_id=_int(params.get("number")),
+            queue_id=int_or_none(params.get("queue")),
+            number_id=int_or_none(params.get("number")),
             status=status,
-            page=min(max(_int(params.get("page")) or 1, 1), MAX_PAGE),
+            page=min(max(int_or_none(params.get("page")) or 1, 1), MAX_PAGE),
         )
 
 
-def _int(value) -> int | None:
+def int_or_none(value) -> int | None:
     try:
         return int(value)
     except (TypeError, ValueError):

@@ -51,18 +51,15 @@ def presence_leave(*, user_id: int, channel: str, now: float | None = None) -> N
     pipe.execute()
 
 
-def presence_live_sockets(*, user_id: int, now: float | None = None) -> int:
-    """How many of the user's sockets were alive within the grace period."""
-    now = time.time() if now is None else now
-    return _redis().zcount(_socket_key(user_id), now - settings.AGENT_AWAY_GRACE_SECONDS, "+inf")
-
-
 def presence_absent(*, now: float | None = None) -> list[int]:
     """Users last seen longer ago than the grace period and without a live socket since."""
     now = time.time() if now is None else now
     cutoff = now - settings.AGENT_AWAY_GRACE_SECONDS
     candidates = [int(uid) for uid in _redis().zrangebyscore(SEEN, "-inf", cutoff)]
-    return [uid for uid in candidates if presence_live_sockets(user_id=uid, now=now) == 0]
+    pipe = _redis().pipeline()
+    for uid in candidates:
+        pipe.zcount(_socket_key(uid), cutoff, "+inf")
+    return [uid for uid, live in zip(candidates, pipe.execute(), strict=True) if live == 0]
 
 
 def presence_forget(*, user_id: int) -> None:

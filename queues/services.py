@@ -152,19 +152,19 @@ def agent_availability_set(*, user: AbstractBaseUser, status: str) -> AgentAvail
 def agents_presence_sweep() -> list[int]:
     """Beat's auto-away (docs/crm.md): online agents whose last CRM tab closed (or went silent) longer ago than
     AGENT_AWAY_GRACE_SECONDS are set away, so the policy stops giving them conversations. Returns their ids."""
-    from django.contrib.auth import get_user_model
-
     from crm.presence import presence_absent, presence_forget
 
+    absent = presence_absent()
+    online = (
+        AgentAvailability.objects.filter(user_id__in=absent, status=AgentAvailability.Status.ONLINE)
+        .select_related("user")
+        .order_by("user_id")
+    )
     away = []
-    for user_id in presence_absent():
-        user = get_user_model().objects.filter(pk=user_id).first()
-        if (
-            user is not None
-            and AgentAvailability.objects.filter(user_id=user_id, status=AgentAvailability.Status.ONLINE).exists()
-        ):
-            agent_availability_set(user=user, status=AgentAvailability.Status.AWAY)
-            away.append(user_id)
-            logger.info("agent %s set away: no CRM tab open", user_id)
+    for availability in online:
+        agent_availability_set(user=availability.user, status=AgentAvailability.Status.AWAY)
+        away.append(availability.user_id)
+        logger.info("agent %s set away: no CRM tab open", availability.user_id)
+    for user_id in absent:
         presence_forget(user_id=user_id)
     return away

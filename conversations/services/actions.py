@@ -54,40 +54,55 @@ def _locked(conversation: Conversation, *, by: AbstractBaseUser, supervising: bo
     return locked
 
 
-def _publish_updated(conversation: Conversation, *, by: AbstractBaseUser | None, action: str, **extra) -> None:
-    publish_conversation_event(
-        conversation,
-        {
-            "type": "conversation.updated",
-            "data": {
-                "conversation": conversation.pk,
-                "action": action,
-                "status": conversation.status,
-                "queue": conversation.queue_id,
-                "agent": conversation.assigned_to_id,
-                "by": by.pk if by is not None else None,
-                **extra,
-            },
+def _publish_updated(
+    conversation: Conversation,
+    *,
+    by: AbstractBaseUser | None,
+    action: str,
+    left_queue_id: int | None = None,
+    left_agent_id: int | None = None,
+    **extra,
+) -> None:
+    """`conversation.updated` to whoever watches the conversation now, and to the queue and agent it just left."""
+    event = {
+        "type": "conversation.updated",
+        "data": {
+            "conversation": conversation.pk,
+            "action": action,
+            "status": conversation.status,
+            "queue": conversation.queue_id,
+            "agent": conversation.assigned_to_id,
+            "by": by.pk if by is not None else None,
+            **extra,
         },
-    )
+    }
+    publish_conversation_event(conversation, event)
+    if left_queue_id and left_queue_id != conversation.queue_id:
+        publish_on_commit(queue_group(left_queue_id), event)
+    if left_agent_id and left_agent_id != conversation.assigned_to_id:
+        publish_on_commit(user_group(left_agent_id), event)
 
 
-def _notice(conversation: Conversation, text: str, by: AbstractBaseUser | None) -> Message:
-    """A line in the conversation's history that only agents see (who took it, where it went, why)."""
-    now = timezone.now()
-    notice = Message.objects.create(
+def _internal(conversation: Conversation, text: str, by: AbstractBaseUser | None, *, kind: str, origin: str) -> Message:
+    """A line of the history only agents see: direction `int`, so no engine or sweeper ever sends it."""
+    message = Message.objects.create(
         conversation=conversation,
         number_id=conversation.number_id,
         direction=Message.Direction.INTERNAL,
-        origin=Message.Origin.SYSTEM,
-        kind=Message.Kind.SYSTEM,
+        origin=origin,
+        kind=kind,
         body=text,
         status=Message.Status.RECEIVED,
-        status_at=now,
+        status_at=timezone.now(),
         sent_by=by,
     )
-    publish_message_created(notice, conversation)
-    return notice
+    publish_message_created(message, conversation)
+    return message
+
+
+def _notice(conversation: Conversation, text: str, by: AbstractBaseUser | None) -> Message:
+    """Who took it, where it went, why."""
+    return _internal(conversation, text, by, kind=Message.Kind.SYSTEM, origin=Message.Origin.SYSTEM)
 
 
 def _hand_out_after_commit(queue_id: int | None) -> None:
@@ -159,23 +174,9 @@ def conversation_transfer(
         conversation.assigned_to = None
         conversation.waiting_since = timezone.now()
         conversation.save(update_fields=["queue", "status", "assigned_to", "waiting_since", "updated_at"])
-        # Whoever watched the old queue or had the conversation sees it leave.
-        event = {
-            "type": "conversation.updated",
-            "data": {
-                "conversation": conversation.pk,
-                "action": "transferred",
-                "status": conversation.status,
-                "queue": conversation.queue_id,
-                "agent": None,
-                "by": by.pk,
-            },
-        }
-        if old_queue_id:
-            publish_on_commit(queue_group(old_queue_id), event)
-        if old_agent_id:
-            publish_on_commit(user_group(old_agent_id), event)
-        _publish_updated(conversation, by=by, action="transferred")
+        _publish_updated(
+            conversation, by=by, action="transferred", left_queue_id=old_queue_id, left_agent_id=old_agent_id
+        )
     if to_user is not None:
         if conversation.assigned_to_id != to_user.pk:
             conversation_assign(conversation=conversation, user_id=to_user.pk, assigned_by=by, reason="transfer")
@@ -288,19 +289,7 @@ def conversation_note_add(
     if len(text) > MAX_NOTE_CHARS:
         raise ConversationActionError("too_long", _("A note has at most %(n)s characters.") % {"n": MAX_NOTE_CHARS})
     conversation = _locked(conversation, by=by, supervising=supervising)
-    note = Message.objects.create(
-        conversation=conversation,
-        number_id=conversation.number_id,
-        direction=Message.Direction.INTERNAL,
-        origin=Message.Origin.AGENT,
-        kind=Message.Kind.NOTE,
-        body=text,
-        status=Message.Status.RECEIVED,
-        status_at=timezone.now(),
-        sent_by=by,
-    )
-    publish_message_created(note, conversation)
-    return note
+    return _internal(conversation, text, by, kind=Message.Kind.NOTE, origin=Message.Origin.AGENT)
 
 
 @transaction.atomic

@@ -161,7 +161,7 @@ def _session_state(number) -> str | None:
 def _conversation_context(
     request: HttpRequest, access: Access, conversation: Conversation, *, error: str = "", draft: str = ""
 ) -> dict:
-    before = inbox._int(request.GET.get("before"))
+    before = inbox.int_or_none(request.GET.get("before"))
     history, has_older = inbox.conversation_messages(conversation=conversation, before=before)
     window = _window(conversation)
     templates = inbox.templates_for(conversation) if window["templates"] else []
@@ -272,7 +272,8 @@ def conversation_action(view):
 
 def _template_to_send(request: HttpRequest, conversation: Conversation) -> Template:
     """The approved template the agent chose, with the values they typed for its placeholders."""
-    chosen = next((t for t in inbox.templates_for(conversation) if t.pk == inbox._int(request.POST["template"])), None)
+    template_id = inbox.int_or_none(request.POST["template"])
+    chosen = next((t for t in inbox.templates_for(conversation) if t.pk == template_id), None)
     if chosen is None:
         raise Refused(_("That template cannot be used on this number."))
     values = [request.POST.get(f"param_{n}", "").strip() for n in chosen.placeholders]
@@ -289,12 +290,12 @@ def _template_to_send(request: HttpRequest, conversation: Conversation) -> Templ
 @conversation_action
 def conversation_reply_view(request, access, conversation, *, supervising):
     reply_to = None
-    quoted_id = inbox._int(request.POST.get("reply_to"))
+    quoted_id = inbox.int_or_none(request.POST.get("reply_to"))
     if quoted_id:
         reply_to = Message.objects.filter(pk=quoted_id, conversation=conversation).first()
         if reply_to is None:
             raise Refused(_("The quoted message is not in this conversation."))
-    template = _template_to_send(request, conversation) if inbox._int(request.POST.get("template")) else None
+    template = _template_to_send(request, conversation) if inbox.int_or_none(request.POST.get("template")) else None
     conversation_reply(
         conversation=conversation,
         by=request.user,
