@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from django.contrib import messages as flash
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import LoginView, LogoutView
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import ObjectDoesNotExist, PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
@@ -154,15 +154,24 @@ def _window(conversation: Conversation) -> dict:
 def _session_state(number) -> str | None:
     try:
         return number.session.state
-    except Exception:  # a Cloud API number has no connection to show
+    except ObjectDoesNotExist:  # a number without a session row has no connection to show
         return None
 
 
 def _conversation_context(
-    request: HttpRequest, access: Access, conversation: Conversation, *, error: str = "", draft: str = ""
+    request: HttpRequest,
+    access: Access,
+    conversation: Conversation,
+    *,
+    error: str = "",
+    draft: str = "",
+    with_history: bool = True,
 ) -> dict:
-    before = inbox.int_or_none(request.GET.get("before"))
-    history, has_older = inbox.conversation_messages(conversation=conversation, before=before)
+    """What the conversation page shows; without the history for the header and composer fragments."""
+    history, has_older = [], False
+    if with_history:
+        before = inbox.int_or_none(request.GET.get("before"))
+        history, has_older = inbox.conversation_messages(conversation=conversation, before=before)
     window = _window(conversation)
     templates = inbox.templates_for(conversation) if window["templates"] else []
     queues, members = inbox.transfer_targets(access=access, conversation=conversation)
@@ -205,7 +214,7 @@ def conversation_view(request: HttpRequest, pk: int) -> HttpResponse:
     if conversation.assigned_to_id == request.user.pk and conversation.unread_count:
         conversation_mark_read(conversation=conversation)
         conversation.unread_count = 0
-    context = _conversation_context(request, access, conversation)
+    context = _conversation_context(request, access, conversation, with_history=fragment != "header")
     if fragment == "header":
         return JsonResponse(
             {
