@@ -158,6 +158,8 @@ def page_figures(dataset: Dataset, args: argparse.Namespace, rng: random.Random)
 
 
 def _time_pages(kinds: list[PageKind], requests: int, limit: float) -> list[Figure]:
+    from _stack import percentile
+
     target = f"p95 <= {limit:g} ms"
     figures = []
     failures: dict[int, int] = {}
@@ -175,7 +177,7 @@ def _time_pages(kinds: list[PageKind], requests: int, limit: float) -> list[Figu
             answered += 1
             if response.status_code != 200:
                 failures[response.status_code] = failures.get(response.status_code, 0) + 1
-        p50, p95 = _percentile(samples, 50), _percentile(samples, 95)
+        p50, p95 = percentile(samples, 50), percentile(samples, 95)
         figures.append(
             Figure(
                 f"{kind.name}, n={len(samples)}",
@@ -278,11 +280,6 @@ def conversations_kept(ids: set[int]) -> Iterator[None]:
         yield
     finally:
         Conversation.objects.bulk_update(saved, fields, batch_size=500)
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
 
 
 # --- live delivery ---------------------------------------------------------------------------------------------
