@@ -60,8 +60,17 @@ def signed(body: dict) -> tuple[bytes, str]:
 class Stack:
     """Start daphne (`web`) and `workers` Celery worker processes; stop them on exit."""
 
-    def __init__(self, *, web: bool = True, workers: int = 0, concurrency: int = 2) -> None:
-        self.web, self.workers, self.concurrency = web, workers, concurrency
+    def __init__(
+        self,
+        *,
+        web: bool = True,
+        workers: int = 0,
+        concurrency: int = 2,
+        queues: str = "default",
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.web, self.workers, self.concurrency, self.queues = web, workers, concurrency, queues
+        self.env = env or {}
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._procs: list[tuple[str, subprocess.Popen, Path]] = []
@@ -72,7 +81,7 @@ class Stack:
         proc = subprocess.Popen(
             args,
             cwd=ROOT,
-            env=stack_env(APP_COMPONENT=name, **({"DATABASE_POOL_SIZE": "10"} if name == "web" else {})),
+            env=stack_env(APP_COMPONENT=name, **({"DATABASE_POOL_SIZE": "10"} if name == "web" else {}), **self.env),
             stdout=log.open("wb"),
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -93,7 +102,7 @@ class Stack:
                     "config",
                     "worker",
                     "-Q",
-                    "default",
+                    self.queues,
                     "-n",
                     f"bench{n}@%h",
                     f"--concurrency={self.concurrency}",

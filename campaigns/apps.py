@@ -2,7 +2,7 @@ from django.apps import AppConfig
 
 
 class CampaignsConfig(AppConfig):
-    """Campaigns, recipients, dispatch and throttling (docs/campaigns.md). Models arrive with the campaigns issue."""
+    """Campaigns, recipients, import, dispatch, opt-outs and progress (docs/campaigns.md)."""
 
     name = "campaigns"
     verbose_name = "Campaigns"

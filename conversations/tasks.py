@@ -47,10 +47,10 @@ def unmatched_statuses_sweep_task() -> dict[str, int]:
 
 
 @shared_task(**RETRY_WHILE_DATABASE_AWAY)
-def message_deliver_task(message_id: int) -> str:
+def message_deliver_task(message_id: int, slot_taken: bool = False) -> str:
     """Send one pending outbound message. Safe to run twice: only a `pending` message is ever handed to the
-    provider (docs/outbound.md)."""
-    return message_deliver(message_id=message_id)
+    provider (docs/outbound.md). `slot_taken`: the sender already reserved the governor's slot (a campaign)."""
+    return message_deliver(message_id=message_id, slot_taken=slot_taken)
 
 
 @shared_task(queue="default")

@@ -39,6 +39,37 @@ class GroupForwardingConsumer(AsyncJsonWebsocketConsumer):
             await self.send_json(event)
 
 
+CLOSE_FORBIDDEN = 4403
+
+
+class StaffClientsConsumer(GroupForwardingConsumer):
+    """For staff pages: authenticates, refuses non-staff, joins `group(client_id)` for each client the user may
+    see (`group(None)` for those who see every client), then `after_join`. Never writes."""
+
+    @staticmethod
+    def group(client_id: int | None) -> str:
+        raise NotImplementedError
+
+    async def connect(self) -> None:
+        from crm.selectors import client_ids_visible_to
+
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        if not (user.is_active and user.is_staff):
+            await self.close(code=CLOSE_FORBIDDEN)
+            return
+        visible = await database_sync_to_async(client_ids_visible_to)(user)
+        # Join first, then read: a change committed meanwhile arrives after the snapshot, never lost before it.
+        await self.join([self.group(None)] if visible is None else [self.group(c) for c in visible])
+        await self.accept()
+        await self.after_join(user)
+
+    async def after_join(self, user) -> None:
+        """What to send once joined (a snapshot); nothing by default."""
+
+
 def live_groups_for(user) -> list[str]:
     """The groups a user's CRM page listens to, by the same rules as the pages (crm/access.py): their own events,
     their queues' (every queue of their clients for staff), and, for staff, their clients' unrouted

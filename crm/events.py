@@ -44,6 +44,11 @@ def sessions_group(client_id: int | None) -> str:
     return "sessions.all" if client_id is None else f"sessions.client.{client_id}"
 
 
+def campaigns_group(client_id: int | None) -> str:
+    """Progress of one client's campaigns (`None`: of every client), for staff pages (docs/campaigns.md)."""
+    return "campaigns.all" if client_id is None else f"campaigns.client.{client_id}"
+
+
 MAX_EVENTS_PER_MESSAGE = 100
 
 

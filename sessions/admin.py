@@ -147,6 +147,7 @@ class WhatsAppNumberAdmin(ClientScopedAdmin):
     fieldsets = [
         (None, {"fields": ["client", "alias", "display_number", "engine", "is_active", "queue"]}),
         ("Meta Cloud API", {"fields": ["phone_number_id", "waba_id", "access_token", "verify_token"]}),
+        ("Sending pace", {"fields": ["send_rate", "daily_cap", "warmup_days", "warmup_started_on", "time_zone"]}),
         ("Attention", {"fields": ["attention_reason", "attention_since"]}),
     ]
     change_form_template = "admin/wa_sessions/whatsappnumber/change_form.html"

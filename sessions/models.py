@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from zoneinfo import ZoneInfo, available_timezones
+
 import phonenumbers
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
@@ -19,6 +22,11 @@ def validate_phone_number(value: str) -> None:
         parsed = None
     if parsed is None or not phonenumbers.is_possible_number(parsed):
         raise ValidationError(f"“{value}” is not a phone number in international form, e.g. +51 987 654 321.")
+
+
+def validate_time_zone(value: str) -> None:
+    if value and value not in available_timezones():
+        raise ValidationError(f"“{value}” is not an IANA time zone, e.g. America/Lima or America/Mexico_City.")
 
 
 def to_e164(value: str) -> str:
@@ -57,6 +65,39 @@ class WhatsAppNumber(TimeStampedModel):
         related_name="numbers",
         help_text="Conversations on this number go to this queue.",
     )
+    # The sending governor (sessions/governor.py, docs/campaigns.md "Governor"): every send from the number takes
+    # a slot; campaigns also respect the daily cap, the warm-up ramp and their quiet hours in the number's zone.
+    time_zone = models.CharField(
+        max_length=64,
+        blank=True,
+        validators=[validate_time_zone],
+        help_text="IANA time zone for campaign quiet hours and the daily cap's day, e.g. America/Lima. Blank: "
+        "the site's TIME_ZONE.",
+    )
+    send_rate = models.FloatField(
+        "messages per second",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0.01), MaxValueValidator(1000)],
+        help_text="Blank: the engine's default (Cloud API 80/s; WhatsApp Web and sandbox about one every "
+        "GOVERNOR_WEB_INTERVAL seconds, with jitter). Shared by campaigns, agents, AI and API sends.",
+    )
+    daily_cap = models.PositiveIntegerField(
+        "campaign messages per day",
+        null=True,
+        blank=True,
+        help_text="Most campaign messages per day (in the number's time zone). Blank: no cap.",
+    )
+    warmup_days = models.PositiveSmallIntegerField(
+        "warm-up days",
+        default=0,
+        validators=[MaxValueValidator(60)],
+        help_text="For a new number: campaign messages per day start at GOVERNOR_WARMUP_FIRST_DAY and double each "
+        "day for this many days (never above the daily cap). 0: no warm-up.",
+    )
+    warmup_started_on = models.DateField(
+        null=True, blank=True, help_text="First day of the warm-up. Blank: the day the number was created."
+    )
     # Set when the provider says the number cannot send until staff act (expired token, restricted account).
     attention_reason = models.CharField(max_length=300, blank=True)
     attention_since = models.DateTimeField(null=True, blank=True)
@@ -73,6 +114,11 @@ class WhatsAppNumber(TimeStampedModel):
     @property
     def e164(self) -> str:
         return to_e164(self.display_number)
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """The number's time zone (the site's when none is set)."""
+        return ZoneInfo(self.time_zone or settings.TIME_ZONE)
 
     def clean(self) -> None:
         if self.queue_id and self.client_id and self.queue.client_id != self.client_id:

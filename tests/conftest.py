@@ -6,13 +6,14 @@ import os
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis as redis_lib
 from django.conf import settings
 
-from tests.fakes.graph_api import graph_api  # noqa: F401  (fixture: a fake Graph API on 127.0.0.1)
+from tests.fakes.graph_api import FakeGraphApi
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -27,6 +28,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(
                 pytest.mark.django_db(*marker.args, **marker.kwargs, serialized_rollback=True), append=False
             )
+
+
+@pytest.fixture
+def graph_api(settings) -> Iterator[FakeGraphApi]:
+    """A running FakeGraphApi; the Cloud engine points at it and backs off for a millisecond between retries."""
+    fake = FakeGraphApi().start()
+    settings.WHATSAPP_GRAPH_API_URL = fake.url
+    settings.WHATSAPP_SEND_BACKOFF = 0.001
+    try:
+        yield fake
+    finally:
+        fake.stop()
 
 
 @pytest.fixture(autouse=True)

@@ -193,6 +193,56 @@ WHATSAPP_WEB_PROXY = env.str("WHATSAPP_WEB_PROXY", default="")
 # An online agent whose last CRM tab closed (or went silent) this many seconds ago is set "away".
 AGENT_AWAY_GRACE_SECONDS = env.int("AGENT_AWAY_GRACE_SECONDS", default=90)
 
+# --- Sending governor and campaigns (docs/campaigns.md) -----------------------------------------------------
+# Messages per second of a Cloud API number whose own rate is blank (Meta's default throughput is 80/s).
+GOVERNOR_CLOUD_RATE = env.float("GOVERNOR_CLOUD_RATE", default=80.0)
+# WhatsApp Web and sandbox numbers (a phone, not a platform): one message every this many seconds, each interval
+# varied by +/- GOVERNOR_WEB_JITTER (a fraction) so the pace does not look automated.
+GOVERNOR_WEB_INTERVAL = env.float("GOVERNOR_WEB_INTERVAL", default=4.0)
+GOVERNOR_WEB_JITTER = env.float("GOVERNOR_WEB_JITTER", default=0.5)
+# Fraction below the configured rate the governor paces at, so network jitter never shows the provider more
+# than the rate in any one second.
+GOVERNOR_RATE_MARGIN = env.float("GOVERNOR_RATE_MARGIN", default=0.02)
+# Seconds between two messages to the same recipient from the same number (Meta's pair limit).
+GOVERNOR_PAIR_INTERVAL = env.float("GOVERNOR_PAIR_INTERVAL", default=6.0)
+# Messages to one recipient allowed back to back before the pair interval applies (1: none; an agent's quick
+# second message then waits its 6 s).
+GOVERNOR_PAIR_BURST = env.int("GOVERNOR_PAIR_BURST", default=1)
+# Longest a worker waits in line for a one-to-one send's slot; beyond it the message is queued again for later.
+GOVERNOR_REPLY_MAX_WAIT = env.float("GOVERNOR_REPLY_MAX_WAIT", default=2.0)
+# Campaign messages on the first day of a number's warm-up (doubling each day after).
+GOVERNOR_WARMUP_FIRST_DAY = env.int("GOVERNOR_WARMUP_FIRST_DAY", default=50)
+# Most threads one campaign dispatcher sends with, and seconds a dispatch task runs before the next takes over.
+CAMPAIGN_SEND_THREADS = env.int("CAMPAIGN_SEND_THREADS", default=32)
+# Seconds a provider takes to answer one send, as the dispatcher plans for: it runs rate x this many senders (at
+# most CAMPAIGN_SEND_THREADS), so 80/s against a 0.25 s Graph API keeps 20 requests in flight.
+CAMPAIGN_SEND_LATENCY = env.float("CAMPAIGN_SEND_LATENCY", default=0.25)
+CAMPAIGN_DISPATCH_SECONDS = env.float("CAMPAIGN_DISPATCH_SECONDS", default=60.0)
+# A recipient claimed this many seconds ago whose message was never written goes back to pending (nothing was
+# sent for it); one whose message was written follows that message (OUTBOUND_SENDING_STALE_AFTER makes it unknown).
+CAMPAIGN_CLAIM_STALE_AFTER = env.int("CAMPAIGN_CLAIM_STALE_AFTER", default=120)
+# Seconds a campaign dispatcher's lease lasts without renewal: after a killed worker, the next dispatcher starts
+# this much later at most.
+CAMPAIGN_DISPATCH_LEASE_SECONDS = env.float("CAMPAIGN_DISPATCH_LEASE_SECONDS", default=30.0)
+# Days after a campaign finished during which its recipients still follow their messages (delivered, read, replied).
+CAMPAIGN_TRACK_DAYS = env.int("CAMPAIGN_TRACK_DAYS", default=7)
+# Failure spike: among a running campaign's last CAMPAIGN_SPIKE_WINDOW messages (at least CAMPAIGN_SPIKE_MIN),
+# more than CAMPAIGN_SPIKE_RATIO failed, or any failed with one of CAMPAIGN_PAUSE_CODES (Meta's spam and
+# quality blocks), pauses the campaign and tells staff.
+CAMPAIGN_SPIKE_WINDOW = env.int("CAMPAIGN_SPIKE_WINDOW", default=50)
+CAMPAIGN_SPIKE_MIN = env.int("CAMPAIGN_SPIKE_MIN", default=10)
+CAMPAIGN_SPIKE_RATIO = env.float("CAMPAIGN_SPIKE_RATIO", default=0.10)
+CAMPAIGN_PAUSE_CODES: list[str] = env.list("CAMPAIGN_PAUSE_CODES", default=["131048", "131049", "368"])
+# Customer messages that opt the contact out of campaigns (compared without case, accents or punctuation), and
+# the one confirmation sent back. An empty confirmation sends nothing.
+OPT_OUT_KEYWORDS: list[str] = env.list("OPT_OUT_KEYWORDS", default=["STOP", "BAJA", "CANCELAR", "NO MAS"])
+OPT_OUT_CONFIRMATION = env.str(
+    "OPT_OUT_CONFIRMATION",
+    default="Listo: no te enviaremos más mensajes promocionales. Si fue un error, escríbenos y lo corregimos.",
+)
+# Largest recipients file accepted by the import, in bytes.
+CAMPAIGN_IMPORT_MAX_BYTES = env.int("CAMPAIGN_IMPORT_MAX_BYTES", default=20 * 1024 * 1024)
+
 # --- Health ------------------------------------------------------------------------------------------------
 # Queues /healthz expects at least one worker to consume, and how stale beat's last tick may be.
 HEALTH_EXPECTED_QUEUES: list[str] = env.list("HEALTH_EXPECTED_QUEUES", default=["default", "campaigns", "sessions"])

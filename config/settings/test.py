@@ -27,5 +27,11 @@ WHATSAPP_CONNECTIONS_FILE = ""
 # Webhooks in tests are signed with this secret; the Graph API is a fake on 127.0.0.1 (tests/fakes), never Meta.
 WHATSAPP_APP_SECRET = "test-app-secret"
 WHATSAPP_VERIFY_TOKEN = ""
-WHATSAPP_GRAPH_API_URL = "http://127.0.0.1:9"
+# Child processes started by a test (workers) reach the test's fake Graph API through TEST_GRAPH_API_URL, never
+# WHATSAPP_GRAPH_API_URL: a developer's .env must not send the suite's messages to Meta.
+WHATSAPP_GRAPH_API_URL = env.str("TEST_GRAPH_API_URL", default="http://127.0.0.1:9")
 WHATSAPP_SEND_BACKOFF = 0.001
+# The sending governor paces real numbers (a WhatsApp Web number sends every 4 s, one recipient every 6 s); tests
+# that are not about pacing must not wait for it. Governor tests set their own values.
+GOVERNOR_WEB_INTERVAL = env.float("GOVERNOR_WEB_INTERVAL", default=0.001)
+GOVERNOR_PAIR_INTERVAL = env.float("GOVERNOR_PAIR_INTERVAL", default=0.0)

@@ -17,6 +17,7 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from campaigns.optout import is_opt_out
 from conversations.identity import PhoneIdentity, PhoneIdentityError, phone_identity
 from conversations.inbound import InboundMessage, InboundSender
 from conversations.models import Contact, Conversation, Message
@@ -305,7 +306,39 @@ def inbound_messages_receive(
             results[i] = ReceiveResult(row, True, action)
         else:
             results[i] = ReceiveResult(stored_by_wamid[message.provider_message_id], False, "existing")
+    if rows:
+        from campaigns.services.recipients import recipients_mark_replied
+
+        # A reply to a campaign is an ordinary conversation; the campaign counts it as replied.
+        recipients_mark_replied(number_id=number.pk, contact_ids=sorted({contacts[i].pk for i, _ in rows}), at=now)
+    _contacts_opt_out(
+        [(contacts[i], row) for i, row in rows if row.kind == Message.Kind.TEXT and is_opt_out(row.body)], at=now
+    )
     return results  # type: ignore[return-value]
+
+
+def _contacts_opt_out(found: list[tuple[Contact, Message]], *, at) -> None:
+    """Customers who wrote an opt-out keyword (campaigns/optout.py) get no more campaigns; each is told once, in
+    the conversation where they asked (the confirmation is an ordinary system message any agent sees)."""
+    from conversations.services.outbound import OutboundRefused, message_send
+
+    seen: set[int] = set()
+    for contact, row in found:
+        if contact.pk in seen or contact.opted_out_at is not None:
+            continue
+        seen.add(contact.pk)
+        if not Contact.objects.filter(pk=contact.pk, opted_out_at__isnull=True).update(opted_out_at=at, updated_at=at):
+            continue  # opted out meanwhile: already confirmed
+        contact.opted_out_at = at
+        logger.info("contact %s opted out of campaigns (message %s)", contact.pk, row.pk)
+        if not settings.OPT_OUT_CONFIRMATION.strip():
+            continue
+        try:
+            message_send(
+                conversation=row.conversation, text=settings.OPT_OUT_CONFIRMATION, origin=Message.Origin.SYSTEM
+            )
+        except OutboundRefused as exc:  # the opt-out stands; only the confirmation could not go
+            logger.warning("opt-out confirmation to contact %s not sent: %s", contact.pk, exc.message)
 
 
 def _message_row(

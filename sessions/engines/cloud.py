@@ -28,6 +28,7 @@ import json
 import logging
 import os
 import random
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -501,7 +502,11 @@ def _shared_client() -> httpx.Client:
     pid = os.getpid()
     with _client_lock:
         if _client is None or _client_pid != pid:
-            _client = httpx.Client(limits=httpx.Limits(max_connections=50, max_keepalive_connections=20))
+            limits = httpx.Limits(max_connections=50, max_keepalive_connections=20)
+            # TCP_NODELAY (as urllib3 does): a request's headers and body leave at once instead of the body
+            # waiting ~40 ms for the server's delayed ACK, which would cap a connection at ~25 sends a second.
+            transport = httpx.HTTPTransport(limits=limits, socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
+            _client = httpx.Client(limits=limits, transport=transport)
             _client_pid = pid
         return _client
 

@@ -64,3 +64,15 @@ def test_inbound_throughput_bench_processes_everything_with_real_workers():
     assert result.returncode == 0, result.stdout + result.stderr
     assert "nothing lost, nothing twice" in result.stdout
     assert "10/10 acked, 20/20 messages, 0 duplicated, 20/20 outbound read, 0 pending, 0 failed events" in result.stdout
+
+
+@pytest.mark.django_db(transaction=True)
+def test_campaign_rate_bench_sends_every_recipient_once_through_a_real_worker():
+    # small and slow: this checks the harness (real worker, governor, timing fake), not this machine's speed
+    result = run_bench("bench/campaign_rate.py", "--recipients", "60", "--numbers", "2", "--rate", "20")
+
+    assert "Campaign rate accuracy" in result.stdout, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    sent = next(line for line in lines if line.startswith("messages sent / phones sent twice"))
+    assert sent.split()[-1] == "PASS", result.stdout
+    assert sum(1 for line in lines if "most in any 1 s" in line) == 2, result.stdout

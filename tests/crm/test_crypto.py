@@ -110,6 +110,7 @@ def test_admin_form_keeps_the_token_when_left_blank_and_replaces_it_when_typed(a
         "waba_id": "",
         "access_token": "",
         "verify_token": "",
+        "warmup_days": "0",
     }
 
     kept = admin_client.post(url, form)

@@ -26,7 +26,8 @@ file_size=None)` registers a file. Then, like Meta:
 - Both want `Authorization: Bearer <token>`: the token of the file's `phone_number_id` when `fake.tokens` has it,
   else any token in `fake.tokens`, else any token at all; otherwise 401, code 190.
 
-Recording: `fake.requests` is a snapshot list of `RecordedRequest(method, path, headers, json, status)`;
+Recording: `fake.requests` is a snapshot list of `RecordedRequest(method, path, headers, json, status, at)`
+(`at`: time.time() on arrival);
 header names are lower-cased; `json` is None when the body was not JSON; `status` is the status answered.
 
 Scripting (each queues replies for the next requests, in order, before normal behaviour resumes):
@@ -48,17 +49,15 @@ import hashlib
 import json
 import secrets
 import threading
+import time
 import uuid
 from collections import deque
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs
 
-import pytest
-
-__all__ = ["FakeGraphApi", "RecordedRequest", "graph_api", "meta_error"]
+__all__ = ["FakeGraphApi", "RecordedRequest", "meta_error"]
 
 
 @dataclass(frozen=True)
@@ -68,6 +67,7 @@ class RecordedRequest:
     headers: dict[str, str]
     json: Any
     status: int
+    at: float = 0.0  # time.time() when the request arrived (rate measurements)
 
 
 @dataclass(frozen=True)
@@ -131,7 +131,7 @@ class FakeGraphApi:
     # lifecycle
 
     def start(self) -> FakeGraphApi:
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        server = _Server(("127.0.0.1", 0), _Handler)
         server.daemon_threads = True
         server.fake = self  # type: ignore[attr-defined]
         self._server = server
@@ -217,6 +217,7 @@ class FakeGraphApi:
     # request handling (called on the server's threads)
 
     def _handle(self, method: str, path: str, headers: dict[str, str], raw: bytes) -> tuple[_Reply | None, float]:
+        arrived = time.time()
         try:
             body = json.loads(raw) if raw else None
         except ValueError:
@@ -224,10 +225,10 @@ class FakeGraphApi:
         with self._lock:
             script = self._scripts.popleft() if self._scripts else _Script(None)
             if script.drop:
-                self._requests.append(RecordedRequest(method, path, headers, body, 0))
+                self._requests.append(RecordedRequest(method, path, headers, body, 0, arrived))
                 return None, 0.0
             reply = script.reply or self._answer(method, path, headers, body)
-            self._requests.append(RecordedRequest(method, path, headers, body, reply.status))
+            self._requests.append(RecordedRequest(method, path, headers, body, reply.status, arrived))
         return reply, self.delay + script.delay
 
     def _answer(self, method: str, path: str, headers: dict[str, str], body: Any) -> _Reply:
@@ -341,8 +342,22 @@ def _payload_problem(body: Any) -> str | None:
     return None
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 256  # many senders connecting at once (socketserver's default backlog is 5)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away mid-request (a killed worker, a timeout test) is expected; anything else is
+        printed as usual."""
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out as two writes: without TCP_NODELAY the client's delayed ACK holds each answer ~40 ms.
+    disable_nagle_algorithm = True
     server_version = "FakeGraphApi/1.0"
 
     def do_POST(self) -> None:  # noqa: N802 - http.server's naming
@@ -375,15 +390,3 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - keep test output quiet
         pass
-
-
-@pytest.fixture
-def graph_api(settings) -> Iterator[FakeGraphApi]:
-    """A running FakeGraphApi; the Cloud engine points at it and backs off for a millisecond between retries."""
-    fake = FakeGraphApi().start()
-    settings.WHATSAPP_GRAPH_API_URL = fake.url
-    settings.WHATSAPP_SEND_BACKOFF = 0.001
-    try:
-        yield fake
-    finally:
-        fake.stop()

@@ -41,6 +41,7 @@ def change_form(number: WhatsAppNumber, **changes) -> dict:
         "waba_id": number.waba_id,
         "is_active": "on" if number.is_active else "",
         "queue": number.queue_id or "",
+        "warmup_days": number.warmup_days,
         **changes,
     }
 
