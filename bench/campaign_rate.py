@@ -72,9 +72,12 @@ def main() -> int:
     )
     port = free_port()
     arrivals_file = Path(tempfile.mkdtemp(prefix="bench-campaign-")) / "arrivals.csv"
+    # The fake stands for Meta's servers, which do not share our cores: first in line for the CPU (`nice -n -10`;
+    # without the privilege it runs at normal priority), so the arrival times it notes are the requests', not its
+    # own wait for a core.
     fake = subprocess.Popen(
-        [sys.executable, str(Path(__file__).parent / "_graph_timer.py"), "--port", str(port), "--token", TOKEN]
-        + ["--out", str(arrivals_file)]
+        ["nice", "-n", "-10", sys.executable, str(Path(__file__).parent / "_graph_timer.py"), "--port", str(port)]
+        + ["--token", TOKEN, "--out", str(arrivals_file)]
     )
     fake_url = f"http://127.0.0.1:{port}"
     numbers = []

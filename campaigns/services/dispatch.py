@@ -66,6 +66,8 @@ C = Campaign.Status
 R = Recipient.Status
 LEASE_PREFIX = "campaign-dispatch:"
 PROGRESS_EVERY = 1.0  # seconds between live progress events of a running campaign
+RECORD_EVERY = 0.05  # seconds answers wait at most to be recorded (a crash makes those unrecorded unknown)
+CHECK_EVERY = 0.2  # seconds between looks at the campaign (paused? window? more to claim?)
 DEPARTURE_TOLERANCE = 0.003  # seconds a sender may wake late and keep its place in the schedule
 ARM_AT_ONCE = 8  # most sends the feeder reserves slots for and marks in one go
 HEALTH_EVERY = 5.0  # seconds between refreshing recipients from their messages (late failures) and a spike check
@@ -269,35 +271,44 @@ class _Dispatcher:
         for thread in threads:
             thread.start()
         last_progress = last_health = time.monotonic()
+        last_check = 0.0
         try:
             while not self.stop.is_set():
                 recorded, failures = self._record_answers(campaign)
                 # After a failure, look again at every batch until it has left the spike window.
                 self.spike_watch = settings.CAMPAIGN_SPIKE_WINDOW if failures else max(self.spike_watch - recorded, 0)
-                if time.monotonic() >= self.deadline:
+                if recorded and self.spike_watch:
+                    spike = campaign_failure_spike(campaign=campaign)
+                    if spike:
+                        self.pause_reason = spike
+                if self.pause_reason:
+                    self.report.stopped = "paused"
+                    break
+                if time.monotonic() - last_check < CHECK_EVERY:  # the rest is not needed as often
+                    time.sleep(RECORD_EVERY)
+                    continue
+                last_check = time.monotonic()
+                if last_check >= self.deadline:
                     self.report.stopped = "deadline"
                     break
                 if not self.lease.renew():
                     self.report.stopped = "lease_lost"
                     break
                 campaign = self._campaign()
-                if (recorded and self.spike_watch) or time.monotonic() - last_health >= HEALTH_EVERY:
-                    if time.monotonic() - last_health >= HEALTH_EVERY:  # failures reported later by webhooks
-                        recipients_refresh(campaign_ids=[campaign.pk])
-                        last_health = time.monotonic()
-                    spike = campaign_failure_spike(campaign=campaign)
-                    if spike:
-                        self.pause_reason = spike
+                if last_check - last_health >= HEALTH_EVERY:  # failures reported later by webhooks
+                    recipients_refresh(campaign_ids=[campaign.pk])
+                    last_health = last_check
+                    self.pause_reason = self.pause_reason or campaign_failure_spike(campaign=campaign)
                 stopped = self._gate(campaign)
                 if stopped:
                     self.report.stopped = stopped
                     break
                 if self.work.qsize() < batch // 2 and self._claim(campaign, batch) == "done":
                     break
-                if time.monotonic() - last_progress >= PROGRESS_EVERY:
+                if last_check - last_progress >= PROGRESS_EVERY:
                     campaign_progress_publish(campaign, campaign_counts(campaign))
-                    last_progress = time.monotonic()
-                time.sleep(0.05)  # answers wait at most this long to be recorded (a crash makes them unknown)
+                    last_progress = last_check
+                time.sleep(RECORD_EVERY)
         finally:
             self.stop.set()
             for thread in threads:
