@@ -1,7 +1,7 @@
 """Filling a campaign's message with each recipient's values (docs/campaigns.md "Variables").
 
 `{{nombre}}` is replaced by the recipient's `nombre` column; `{{nombre|cliente}}` uses "cliente" when the column
-is empty. Names are compared as `column_key` makes them (case, accents of spacing aside: "Nombre Cliente" and
+is empty. Names are compared as `column_key` makes them (case, accents or spacing aside: "Nombre Cliente" and
 {{nombre_cliente}} match). A problem is found when the recipients are imported, never when sending.
 """
 
@@ -118,7 +118,7 @@ class Rendered:
         values = [p.get("text", "") for c in self.template.components for p in c.get("parameters", [])]
         body = self.template_body or ""
         for index, value in enumerate(values, start=1):
-            body = re.sub(r"\{\{\s*" + str(index) + r"\s*\}\}", value, body)
+            body = re.sub(r"\{\{\s*" + str(index) + r"\s*\}\}", lambda _match, v=value: v, body)
         return body
 
     template_body: str | None = None

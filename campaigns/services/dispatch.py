@@ -251,9 +251,11 @@ class _Dispatcher:
         rate = number_rate(number)
         interval = number_interval(number)
         # How far ahead slots are held: a few intervals at Cloud API pace (enough to keep every slot used through a
-        # database hiccup), about one at WhatsApp Web pace (a customer's answer waits behind it).
+        # database hiccup).
         # Each slot held is a recipient marked handed over before its send: a crash makes those unknown, so few.
-        self.max_wait = max(interval * 4, 0.03) if interval < 0.1 else interval * 1.5
+        # At WhatsApp Web pace, only half an interval: a one-to-one reply waits up to two (message_deliver), so
+        # it always gets the next slot rather than the campaign taking them all.
+        self.max_wait = max(interval * 4, 0.03) if interval < 0.1 else interval * 0.5
         # Senders of this process keep at least this far apart: the configured rate less half the governor's
         # margin, so after a late send they may catch up a little, and still never burst.
         self.spacing = 1.0 / (rate / (1.0 - settings.GOVERNOR_RATE_MARGIN) * (1.0 - settings.GOVERNOR_RATE_MARGIN / 2))
@@ -283,6 +285,9 @@ class _Dispatcher:
                         self.pause_reason = spike
                 if self.pause_reason:
                     self.report.stopped = "paused"
+                    break
+                if self.feeder_done.is_set():  # it failed (logged); the tick starts a new dispatcher
+                    self.report.stopped = "feeder_failed"
                     break
                 if time.monotonic() - last_check < CHECK_EVERY:  # the rest is not needed as often
                     time.sleep(RECORD_EVERY)
@@ -326,9 +331,8 @@ class _Dispatcher:
 
     def _claim(self, campaign: Campaign, batch: int) -> str:
         waiting = self.work.qsize() + self.in_flight
-        room = number_daily_room(number=campaign.number)
+        room = number_daily_room(number=campaign.number)  # this run's claims already count against it
         if room is not None:
-            room -= waiting
             if room <= 0:
                 if not waiting:
                     self._waiting(campaign, "daily_cap")
@@ -420,21 +424,22 @@ class _Dispatcher:
                 if self.armed.qsize() >= self.armed_max:  # senders behind: mark no more ahead of them
                     time.sleep(self.spacing)
                     continue
+                self._busy(+1)  # counted before it leaves `work`, so the main thread never sees it nowhere
                 try:
-                    item, claimed_at = self.work.get(timeout=0.1)
+                    item, claimed_at = self.work.get_nowait()
                 except queue.Empty:
+                    self._busy(-1)
+                    time.sleep(0.01)
                     continue
-                self._busy(+1)
                 try:
                     if self.direct:
                         self._arm(campaign, (item, claimed_at))
                     else:
                         self._send_queued(campaign, item, claimed_at)
                 except Exception:
-                    key = item.key if isinstance(item, BulkSend) else item
-                    logger.exception("campaign %s: recipient %s not sent", self.campaign_id, key)
-                    recipients_release(ids=[key], claimed_at=claimed_at)
-                    self._busy(-1)
+                    logger.exception("campaign %s: the feeder stopped; its claims go back", self.campaign_id)
+                    self.stop.set()  # the run ends; the next dispatcher takes back whatever was left claimed
+                    return
         finally:
             self.feeder_done.set()
             connection.close()
@@ -443,12 +448,13 @@ class _Dispatcher:
         """Reserve the number's next slots for `first` and the sends queued behind it (one round trip), mark
         their recipients handed over (one statement), and pass them to the senders."""
         items = [first]
-        while len(items) < ARM_AT_ONCE:
+        while len(items) < ARM_AT_ONCE and len(items) + self.armed.qsize() < self.armed_max:
+            self._busy(+1)
             try:
                 items.append(self.work.get_nowait())
             except queue.Empty:
+                self._busy(-1)
                 break
-        self._busy(len(items) - 1)
         slots, next_free = governor_reserve_many(
             number=campaign.number, to=[send.content.to for send, _at in items], max_wait=self.max_wait
         )
@@ -550,16 +556,15 @@ class _Dispatcher:
             answers, self.answers = self.answers, []
         if not answers:
             return 0, 0
-        for attempt in range(1, 6):
-            try:
-                updated = self._record(campaign, answers)
-                break
-            except OperationalError:  # a deadlock or a dropped connection: the answers must not be lost
-                if attempt == 5:
-                    raise
-                logger.warning("campaign %s: recording %s answers failed, retrying", campaign.pk, len(answers))
-                close_old_connections()
-                time.sleep(0.2 * attempt)
+        try:
+            updated = self._record(campaign, answers)
+        except OperationalError:  # a deadlock or the database away: keep the answers for the next try
+            logger.warning("campaign %s: recording %s answers failed; trying again", campaign.pk, len(answers))
+            with self.lock:
+                self.answers[:0] = answers
+            close_old_connections()
+            time.sleep(0.2)
+            return 0, 0
         for recipient in updated:
             self._count(recipient.status)
         return len(updated), sum(1 for recipient in updated if recipient.status == R.FAILED)
@@ -627,6 +632,8 @@ def campaigns_tick() -> dict[str, int]:
         if campaign_dispatching(campaign_id=campaign.pk):
             continue
         if not campaign_window(campaign, now).open or not number_online(number=campaign.number):
+            continue
+        if number_daily_room(number=campaign.number, now=now) == 0:  # the dispatcher said so already
             continue
         _enqueue_dispatch(campaign.pk)
         dispatched += 1

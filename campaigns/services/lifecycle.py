@@ -48,6 +48,29 @@ def _refuse_unless(campaign: Campaign, allowed: tuple[str, ...], message: str) -
         raise CampaignError("invalid_state", message % {"status": campaign.get_status_display().lower()})
 
 
+def _check_recipients_render(campaign: Campaign) -> None:
+    """The message may have changed since the import: every pending recipient must still have what it needs, or
+    the campaign does not start (rather than failing them one by one while sending)."""
+    from campaigns.rendering import MissingVariables, TemplateSyntaxProblem, campaign_render
+
+    problems = []
+    pending = campaign.recipients.filter(status=R.PENDING).order_by("pk").values_list("line", "phone", "variables")
+    for line, phone, variables in pending.iterator(chunk_size=2000):
+        try:
+            campaign_render(campaign, variables or {})
+        except (MissingVariables, TemplateSyntaxProblem) as exc:
+            where = _("line %(n)s") % {"n": line} if line else phone
+            problems.append(f"{where}: {exc}")
+            if len(problems) == 5:
+                break
+    if problems:
+        raise CampaignError(
+            "missing_variables",
+            _("Some recipients lack what the message now uses (import them again, or add a fallback): %(list)s")
+            % {"list": "; ".join(problems)},
+        )
+
+
 @transaction.atomic
 def campaign_start(*, campaign: Campaign, user: AbstractBaseUser | None = None) -> Campaign:
     """Start a draft: scheduled when its start time is ahead, running (dispatched at once) otherwise."""
@@ -64,6 +87,7 @@ def campaign_start(*, campaign: Campaign, user: AbstractBaseUser | None = None) 
         )
     if not campaign.recipients.filter(status=R.PENDING).exists():
         raise CampaignError("no_recipients", _("The campaign has no recipients to send to: import some first."))
+    _check_recipients_render(campaign)
     now = timezone.now()
     campaign.status_reason = ""
     if campaign.start_at is not None and campaign.start_at > now:
@@ -144,7 +168,7 @@ def campaign_cancel(*, campaign: Campaign, user: AbstractBaseUser | None = None)
     campaign.save(update_fields=["status", "status_reason", "finished_at", "updated_at"])
     # Claimed recipients whose message was not written yet are skipped too: the dispatcher re-checks the
     # campaign's status under the recipient's lock before writing one.
-    campaign.recipients.filter(status__in=(R.PENDING, R.SENDING), message__isnull=True).update(
+    campaign.recipients.filter(status__in=(R.PENDING, R.SENDING), message__isnull=True, sent_at__isnull=True).update(
         status=R.SKIPPED, error_code="cancelled", error_reason=_("The campaign was cancelled."), status_at=now
     )
     campaign_progress_publish(campaign)

@@ -7,6 +7,7 @@ from datetime import date, datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -86,8 +87,11 @@ def recipients_record(recipients: list[Recipient], *, at: datetime) -> None:
         cursor.execute(
             """
             UPDATE campaigns_recipient r
-               SET status = v.status, message_id = v.message_id, error_code = v.code, error_reason = v.reason,
-                   status_at = %s, updated_at = %s
+               SET message_id = v.message_id, status_at = %s, updated_at = %s,
+                   -- a reply that came first (replied) stays; a sweep that gave up on it (unknown) is corrected
+                   status = CASE WHEN r.status IN ('sending', 'unknown') THEN v.status ELSE r.status END,
+                   error_code = CASE WHEN r.status IN ('sending', 'unknown') THEN v.code ELSE r.error_code END,
+                   error_reason = CASE WHEN r.status IN ('sending', 'unknown') THEN v.reason ELSE r.error_reason END
               FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::text[], %s::text[])
                    AS v(id, message_id, status, code, reason)
              WHERE r.id = v.id
@@ -228,10 +232,15 @@ def number_daily_cap(*, number: WhatsAppNumber, today: date) -> int | None:
 
 
 def number_campaign_sends_today(*, number: WhatsAppNumber, now: datetime | None = None) -> int:
-    """Campaign messages handed over from `number` since midnight in its time zone, every campaign together."""
+    """Campaign messages of `number` handed over since midnight in its time zone, or claimed to be, every campaign
+    together (a claim counts at once, so two campaigns of one number cannot both spend the same room)."""
     local = timezone.localtime(now or timezone.now(), number.zone)
     midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
-    return Recipient.objects.filter(campaign__number=number, sent_at__gte=midnight).count()
+    return (
+        Recipient.objects.filter(campaign__number=number)
+        .filter(Q(sent_at__gte=midnight) | Q(status=R.SENDING, sent_at__isnull=True))
+        .count()
+    )
 
 
 def number_daily_room(*, number: WhatsAppNumber, now: datetime | None = None) -> int | None:

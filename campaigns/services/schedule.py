@@ -32,7 +32,8 @@ def _allowed_at(campaign: Campaign, local: datetime) -> bool:
 def campaign_window(campaign: Campaign, now: datetime) -> Window:
     """Whether `campaign` may send at `now`, and if not, why and from when."""
     if campaign.start_at is not None and campaign.start_at > now:
-        return Window(False, _("Starts at %(at)s.") % {"at": timezone.localtime(campaign.start_at)}, campaign.start_at)
+        start = timezone.localtime(campaign.start_at, campaign.number.zone)
+        return Window(False, _("Starts at %(at)s.") % {"at": f"{start:%Y-%m-%d %H:%M} ({start.tzinfo})"}, start)
     zone = campaign.number.zone
     local = timezone.localtime(now, zone)
     if _allowed_at(campaign, local):

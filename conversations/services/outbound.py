@@ -32,7 +32,7 @@ from conversations.services.live import publish_message_created
 from conversations.services.statuses import lock_provider_id, message_status_move, message_unmatched_statuses_apply
 from sessions.engines import EngineUnavailable, connection_engine_names
 from sessions.engines.base import NOT_CONNECTED, OutboundContent, OutboundTemplate, OutboundText, SendError
-from sessions.governor import governor_wait
+from sessions.governor import governor_wait, number_interval
 from sessions.models import SessionState, WhatsAppNumber
 from sessions.selectors import SendRules, number_can_send_here, number_send_queue, number_send_rules
 from sessions.services import number_send
@@ -324,7 +324,9 @@ def message_deliver(*, message_id: int, slot_taken: bool = False) -> str:
     if not slot_taken and head.number.is_active and number_can_send_here(number=head.number):
         # Take the number's next slot (shared with campaigns and every other sender) before claiming the
         # message, so a crash while waiting leaves it pending, never unknown.
-        wait = settings.GOVERNOR_REPLY_MAX_WAIT
+        # At least two intervals: a campaign holds its next slot at most half an interval ahead, so a reply always
+        # gets the slot after it instead of being outrun by the campaign at every try.
+        wait = max(settings.GOVERNOR_REPLY_MAX_WAIT, 2 * number_interval(head.number))
         slot = governor_wait(
             number=head.number, to=_recipient(head.conversation), max_wait=wait, deadline=time.monotonic() + wait
         )

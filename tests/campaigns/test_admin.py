@@ -222,3 +222,19 @@ def test_a_paused_campaign_is_named_on_the_admin_index(client, ventas):
     page = client.get("/admin/").content.decode()
 
     assert 'id="paused-campaigns"' in page and "Navidad" in page and "3 of the last 10 failed" in page
+
+
+def test_a_message_changed_after_the_import_cannot_start_until_recipients_fit_it(client, ventas):
+    # given recipients imported for "Hola {{nombre}}", then the message changed to use {{pedido}}
+    staff_login(client, ventas)
+    campaign = CampaignFactory(client=ventas)
+    RecipientFactory(campaign=campaign, variables={"nombre": "Ana"}, line=2)
+    Campaign.objects.filter(pk=campaign.pk).update(message="Hola {{nombre}}, tu pedido {{pedido}} llegó")
+
+    # when staff start it, it is refused naming the line and the variable, and nothing changes
+    response = client.post(f"{CAMPAIGNS}{campaign.pk}/do/start/", follow=True)
+
+    texts = [text for _, text in messages_of(response)]
+    assert any("line 2" in text and "{{pedido}}" in text for text in texts), texts
+    campaign.refresh_from_db()
+    assert campaign.status == Campaign.Status.DRAFT
