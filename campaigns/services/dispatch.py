@@ -510,22 +510,28 @@ class _Dispatcher:
             connection.close()  # only opened when the provider flagged the number (sessions.services.number_send)
 
     def _send(self, send: BulkSend, slot: Slot) -> None:
-        # One departure at a time, `spacing` after this process's previous one. A sender that wakes a little late
-        # (the scheduler, the interpreter lock) keeps its place in the schedule; one that is later than
-        # DEPARTURE_TOLERANCE pushes the next ones back instead of leaving together with them: late is safe, a
-        # burst is not.
-        with self.gate:
-            while True:
-                now = time.monotonic()
-                at = max(slot.at, self.last_departure + self.spacing)
-                if now >= at:
-                    break
-                time.sleep(at - now)
-            self.last_departure = max(at, now - min(DEPARTURE_TOLERANCE, self.spacing / 4))
+        def depart() -> None:
+            # One departure at a time, `spacing` after this process's previous one, waited for with the request
+            # already built so only the socket write follows. A sender that wakes a little late (the scheduler,
+            # the interpreter lock) keeps its place in the schedule; one later than DEPARTURE_TOLERANCE pushes
+            # the next ones back instead of leaving together with them: late is safe, a burst is not.
+            with self.gate:
+                while True:
+                    now = time.monotonic()
+                    at = max(slot.at, self.last_departure + self.spacing)
+                    if now >= at:
+                        break
+                    time.sleep(at - now)
+                self.last_departure = max(at, now - min(DEPARTURE_TOLERANCE, self.spacing / 4))
+
         number = self.campaign_number
         sent_at = timezone.now()
         try:
-            result = BulkResult(send, sent_at, number_send(number=number, content=send.content).provider_message_id)
+            result = BulkResult(
+                send,
+                sent_at,
+                number_send(number=number, content=send.content, before_send=depart).provider_message_id,
+            )
         except (SendError, EngineUnavailable) as exc:
             error = exc if isinstance(exc, SendError) else SendError("engine_unavailable", str(exc))
             result = BulkResult(send, sent_at, error=error)

@@ -31,6 +31,7 @@ import random
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from email.utils import parsedate_to_datetime
@@ -108,7 +109,11 @@ class CloudEngine:
     def __init__(self, client: httpx.Client | None = None) -> None:
         self._client = client if client is not None else _shared_client()
 
-    def send(self, number: WhatsAppNumber, content: OutboundContent) -> SendResult:
+    def send(
+        self, number: WhatsAppNumber, content: OutboundContent, *, before_send: Callable[[], None] | None = None
+    ) -> SendResult:
+        """`before_send` runs once, right before the first request leaves (it is built already): a caller pacing
+        its sends waits there, so nothing of its own delays the request after its turn (campaign dispatch)."""
         token = _plaintext(number.access_token)
         if not token:
             logger.warning("Cloud API send from number %s refused: the number has no access token", number.pk)
@@ -119,7 +124,7 @@ class CloudEngine:
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
         payload = message_payload(content)
 
-        return self._send_with_retries(self._client, number, url, headers, payload)
+        return self._send_with_retries(self._client, number, url, headers, payload, before_send)
 
     def media_fetch(self, number: WhatsAppNumber, media_id: str) -> MediaFile:
         """A file a customer sent to `number`: Meta's metadata for `media_id` (a short-lived download URL, the MIME
@@ -199,6 +204,7 @@ class CloudEngine:
         url: str,
         headers: dict[str, str],
         payload: dict[str, Any],
+        before_send: Callable[[], None] | None = None,
     ) -> SendResult:
         retries = max(0, int(settings.WHATSAPP_SEND_RETRIES))
         timeout = float(settings.WHATSAPP_SEND_TIMEOUT)
@@ -206,7 +212,7 @@ class CloudEngine:
         attempt = 0
         while True:
             attempt += 1
-            outcome = _post_once(client, url, headers, payload, timeout)
+            outcome = _post_once(client, url, headers, payload, timeout, before_send if attempt == 1 else None)
             if isinstance(outcome, str):
                 logger.info(
                     "Cloud API accepted message %s from phone number id %s (attempt %d)",
@@ -351,11 +357,19 @@ def message_payload(content: OutboundContent) -> dict[str, Any]:
 
 
 def _post_once(
-    client: httpx.Client, url: str, headers: dict[str, str], payload: dict[str, Any], timeout: float
+    client: httpx.Client,
+    url: str,
+    headers: dict[str, str],
+    payload: dict[str, Any],
+    timeout: float,
+    before_send: Callable[[], None] | None = None,
 ) -> str | _Failure:
     """One POST: the provider message id, or the failure it ended with."""
+    request = client.build_request("POST", url, headers=headers, json=payload, timeout=timeout)
+    if before_send is not None:
+        before_send()
     try:
-        response = client.post(url, headers=headers, json=payload, timeout=timeout)
+        response = client.send(request)
     except (httpx.ConnectTimeout, httpx.PoolTimeout):
         # Nothing reached Meta: safe to try again.
         return _Failure(SendError("connect_timeout", "Could not reach WhatsApp in time", retryable=True))

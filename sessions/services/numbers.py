@@ -4,6 +4,7 @@ docs/outbound.md)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from django.db import transaction
 from django.utils import timezone
@@ -23,15 +24,21 @@ def number_session_ensure(*, number: WhatsAppNumber) -> NumberSession:
     return session
 
 
-def number_send(*, number: WhatsAppNumber, content: OutboundContent) -> SendResult:
+def number_send(
+    *, number: WhatsAppNumber, content: OutboundContent, before_send: Callable[[], None] | None = None
+) -> SendResult:
     """Hand `content` to the number's engine: the one door to providers for every other app (docs/outbound.md).
 
-    Raises `SendError` (and `EngineUnavailable`). An error that makes the number itself unusable (expired token,
+    `before_send` (Cloud API only) runs right before the request leaves. Raises `SendError` (and
+    `EngineUnavailable`). An error that makes the number itself unusable (expired token,
     restricted account) flags the number for staff; the next accepted send clears the flag.
     """
     engine = get_engine(number.engine)
     try:
-        result = engine.send(number, content)
+        if before_send is not None:  # only the Cloud engine takes it (campaign pacing); the others send at once
+            result = engine.send(number, content, before_send=before_send)
+        else:
+            result = engine.send(number, content)
     except SendError as error:
         if error.attention:
             number_attention_set(number=number, reason=f"{error.reason} (code {error.code})")
