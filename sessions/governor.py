@@ -32,42 +32,12 @@ from sessions.models import WhatsAppNumber
 
 KEY_PREFIX = "governor:"
 
-# KEYS: [rate key, pair key or ""]; ARGV: [interval µs, pair interval µs, max wait µs, pair burst tolerance µs]
-# Returns {granted (0/1), wait µs, limiting key (1 rate, 2 pair)}.
+# KEYS: [rate key, then one pair key per message ("" for none)]; ARGV: [interval µs, pair interval µs, max wait µs,
+# pair burst tolerance µs]. Reserves consecutive slots, in order, while they are within max wait; a message held back
+# by its pair limit gets no slot and -(its wait) - 1. Returns {wait of the number's next free slot µs, then per
+# message considered: its wait µs, or -(pair wait µs) - 1}; fewer entries than messages when the rest would wait
+# longer than max wait.
 _RESERVE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local interval = tonumber(ARGV[1])
-local pair_interval = tonumber(ARGV[2])
-local max_wait = tonumber(ARGV[3])
-local pair_tolerance = tonumber(ARGV[4])
-local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
-if tat < now then tat = now end
-local pair_tat = 0
-if KEYS[2] ~= '' then
-  pair_tat = tonumber(redis.call('GET', KEYS[2]) or '0')
-  if pair_tat < tat then pair_tat = tat end
-  if pair_tat - tat > pair_tolerance then
-    return {0, pair_tat - pair_tolerance - now, 2}
-  end
-end
-local wait = tat - now
-if wait > max_wait then
-  return {0, wait, 1}
-end
-redis.call('SET', KEYS[1], string.format('%.0f', tat + interval), 'PX', math.ceil((wait + interval) / 1000) + 1000)
-if KEYS[2] ~= '' then
-  local ttl = math.ceil((pair_tat + pair_interval - now) / 1000) + 1000
-  redis.call('SET', KEYS[2], string.format('%.0f', pair_tat + pair_interval), 'PX', ttl)
-end
-return {1, wait, 1}
-"""
-
-# Several sends at once (a campaign's feeder): KEYS: [rate key, pair key per send]; ARGV: [interval µs, pair
-# interval µs, max wait µs, pair burst tolerance µs]. Reserves consecutive slots, in order, while they are within
-# max wait; a send held back by its pair limit gets -1 and no slot. Returns {wait of the next slot µs, wait per
-# send considered (µs or -1)...}: fewer entries than sends when the rest would wait too long.
-_RESERVE_MANY = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local interval = tonumber(ARGV[1])
@@ -80,14 +50,19 @@ local tat = start
 local out = {0}
 for i = 2, #KEYS do
   if tat - now > max_wait then break end
-  local pair_tat = tonumber(redis.call('GET', KEYS[i]) or '0')
-  if pair_tat < tat then pair_tat = tat end
+  local pair_tat = tat
+  if KEYS[i] ~= '' then
+    pair_tat = tonumber(redis.call('GET', KEYS[i]) or '0')
+    if pair_tat < tat then pair_tat = tat end
+  end
   if pair_tat - tat > pair_tolerance then
-    table.insert(out, -1)
+    table.insert(out, -(pair_tat - pair_tolerance - now) - 1)
   else
     table.insert(out, tat - now)
-    local ttl = math.ceil((pair_tat + pair_interval - now) / 1000) + 1000
-    redis.call('SET', KEYS[i], string.format('%.0f', pair_tat + pair_interval), 'PX', ttl)
+    if KEYS[i] ~= '' then
+      local ttl = math.ceil((pair_tat + pair_interval - now) / 1000) + 1000
+      redis.call('SET', KEYS[i], string.format('%.0f', pair_tat + pair_interval), 'PX', ttl)
+    end
     tat = tat + interval
   end
 end
@@ -99,7 +74,6 @@ return out
 """
 
 _script = None
-_script_many = None
 
 
 @dataclass(frozen=True)
@@ -140,24 +114,34 @@ def _jittered(number: WhatsAppNumber, interval: float) -> float:
     return interval / (1.0 - settings.GOVERNOR_RATE_MARGIN)
 
 
-def governor_reserve(*, number: WhatsAppNumber, to: str | None, max_wait: float) -> Slot:
-    """Reserve the next slot of `number` for a message to `to` (None: skip the pair limit), unless it is more than
-    `max_wait` seconds away."""
+def _reserve(*, number: WhatsAppNumber, to: list[str | None], max_wait: float) -> tuple[list[Slot], float]:
+    """One round trip: a Slot per message considered (granted, or refused by its pair limit) and the wait until
+    the number's next free slot."""
     global _script
     client = redis_connection()
     if _script is None:
         _script = client.register_script(_RESERVE)
-    keys = [f"{KEY_PREFIX}{number.pk}", f"{KEY_PREFIX}{number.pk}:to:{to}" if to else ""]
+    keys = [f"{KEY_PREFIX}{number.pk}"] + [f"{KEY_PREFIX}{number.pk}:to:{address}" if address else "" for address in to]
     interval_us = int(_jittered(number, number_interval(number)) * 1_000_000)
     pair_us = int(settings.GOVERNOR_PAIR_INTERVAL * 1_000_000)
     tolerance_us = pair_us * (max(settings.GOVERNOR_PAIR_BURST, 1) - 1)
-    granted, wait_us, limit = _script(
-        keys=keys, args=[interval_us, pair_us, int(max_wait * 1_000_000), tolerance_us], client=client
-    )
-    wait = int(wait_us) / 1_000_000
-    # Counted from the answer, not the request: a slow round trip makes the slot a little late here, never early.
-    at = time.monotonic() + wait
-    return Slot(granted=bool(granted), wait=wait, limit="pair" if int(limit) == 2 else "rate", at=at)
+    answer = _script(keys=keys, args=[interval_us, pair_us, int(max_wait * 1_000_000), tolerance_us], client=client)
+    # Counted from the answer, not the request: a slow round trip makes a slot a little late here, never early.
+    now = time.monotonic()
+    slots = []
+    for value in (int(v) for v in answer[1:]):
+        wait = (value if value >= 0 else -value - 1) / 1_000_000
+        slots.append(Slot(granted=value >= 0, wait=wait, limit="rate" if value >= 0 else "pair", at=now + wait))
+    return slots, int(answer[0]) / 1_000_000
+
+
+def governor_reserve(*, number: WhatsAppNumber, to: str | None, max_wait: float) -> Slot:
+    """Reserve the next slot of `number` for a message to `to` (None: skip the pair limit), unless it is more than
+    `max_wait` seconds away."""
+    slots, next_free = _reserve(number=number, to=[to], max_wait=max_wait)
+    if slots:
+        return slots[0]
+    return Slot(granted=False, wait=next_free, limit="rate", at=time.monotonic() + next_free)
 
 
 def governor_reserve_many(*, number: WhatsAppNumber, to: list[str], max_wait: float) -> tuple[list[Slot | None], float]:
@@ -165,23 +149,8 @@ def governor_reserve_many(*, number: WhatsAppNumber, to: list[str], max_wait: fl
     round trip for all). Returns one entry per message considered (a granted Slot, or None when its recipient's
     pair limit holds it back) and the wait until the number's next free slot; messages beyond the list's length
     were not considered (they would wait too long)."""
-    global _script_many
-    client = redis_connection()
-    if _script_many is None:
-        _script_many = client.register_script(_RESERVE_MANY)
-    keys = [f"{KEY_PREFIX}{number.pk}"] + [f"{KEY_PREFIX}{number.pk}:to:{address}" for address in to]
-    interval_us = int(_jittered(number, number_interval(number)) * 1_000_000)
-    pair_us = int(settings.GOVERNOR_PAIR_INTERVAL * 1_000_000)
-    tolerance_us = pair_us * (max(settings.GOVERNOR_PAIR_BURST, 1) - 1)
-    answer = _script_many(
-        keys=keys, args=[interval_us, pair_us, int(max_wait * 1_000_000), tolerance_us], client=client
-    )
-    now = time.monotonic()
-    slots: list[Slot | None] = []
-    for wait_us in answer[1:]:
-        wait = int(wait_us) / 1_000_000
-        slots.append(None if int(wait_us) < 0 else Slot(granted=True, wait=wait, limit="rate", at=now + wait))
-    return slots, int(answer[0]) / 1_000_000
+    slots, next_free = _reserve(number=number, to=list(to), max_wait=max_wait)
+    return [slot if slot.granted else None for slot in slots], next_free
 
 
 def governor_wait(

@@ -71,6 +71,17 @@ def _check_recipients_render(campaign: Campaign) -> None:
         )
 
 
+def _run_or_schedule(campaign: Campaign) -> None:
+    """Scheduled while its start time is ahead; running otherwise, its dispatcher queued after commit."""
+    now = timezone.now()
+    if campaign.start_at is not None and campaign.start_at > now:
+        campaign.status = S.SCHEDULED
+        return
+    campaign.status = S.RUNNING
+    campaign.started_at = campaign.started_at or now
+    transaction.on_commit(lambda: _enqueue_dispatch(campaign.pk))
+
+
 @transaction.atomic
 def campaign_start(*, campaign: Campaign, user: AbstractBaseUser | None = None) -> Campaign:
     """Start a draft: scheduled when its start time is ahead, running (dispatched at once) otherwise."""
@@ -88,13 +99,8 @@ def campaign_start(*, campaign: Campaign, user: AbstractBaseUser | None = None) 
     if not campaign.recipients.filter(status=R.PENDING).exists():
         raise CampaignError("no_recipients", _("The campaign has no recipients to send to: import some first."))
     _check_recipients_render(campaign)
-    now = timezone.now()
     campaign.status_reason = ""
-    if campaign.start_at is not None and campaign.start_at > now:
-        campaign.status = S.SCHEDULED
-    else:
-        campaign.status, campaign.started_at = S.RUNNING, now
-        transaction.on_commit(lambda: _enqueue_dispatch(campaign.pk))
+    _run_or_schedule(campaign)
     campaign.save(update_fields=["status", "status_reason", "started_at", "updated_at"])
     campaign_progress_publish(campaign)
     return campaign
@@ -140,14 +146,8 @@ def campaign_resume(*, campaign: Campaign, user: AbstractBaseUser | None = None)
         raise CampaignError(
             "number_inactive", _("The number %(number)s is inactive.") % {"number": campaign.number.alias}
         )
-    now = timezone.now()
     campaign.paused_at, campaign.status_reason = None, ""
-    if campaign.start_at is not None and campaign.start_at > now:
-        campaign.status = S.SCHEDULED
-    else:
-        campaign.status = S.RUNNING
-        campaign.started_at = campaign.started_at or now
-        transaction.on_commit(lambda: _enqueue_dispatch(campaign.pk))
+    _run_or_schedule(campaign)
     campaign.save(update_fields=["status", "status_reason", "paused_at", "started_at", "updated_at"])
     campaign_progress_publish(campaign)
     return campaign
