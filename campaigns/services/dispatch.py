@@ -25,6 +25,7 @@ import sys
 import threading
 import time
 import uuid
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -68,7 +69,7 @@ LEASE_PREFIX = "campaign-dispatch:"
 PROGRESS_EVERY = 1.0  # seconds between live progress events of a running campaign
 RECORD_EVERY = 0.05  # seconds answers wait at most to be recorded (a crash makes those unrecorded unknown)
 CHECK_EVERY = 0.2  # seconds between looks at the campaign (paused? window? more to claim?)
-DEPARTURE_TOLERANCE = 0.003  # seconds a sender may wake late and keep its place in the schedule
+CATCH_UP_GAP = 0.5  # of the interval: how close a late sender may follow the previous departure
 ARM_AT_ONCE = 8  # most sends the feeder reserves slots for and marks in one go
 HEALTH_EVERY = 5.0  # seconds between refreshing recipients from their messages (late failures) and a spike check
 
@@ -207,8 +208,9 @@ class _Dispatcher:
     - the feeder reserves the number's slots from the governor and, for the few it holds, marks their recipients
       handed over in one statement; they go to `armed`. (WhatsApp Web and sandbox: it queues each message to the
       sessions worker instead, when its slot comes.)
-    - senders (Cloud API) take armed recipients, wait for their slot, never closer than the number's interval to
-      the previous one from this process, and call the provider. No database work: every slot is used on time.
+    - senders (Cloud API) take armed recipients, wait for their slot and then for the process's departure window
+      (the governor's pace over any second; a late sender catches up), and call the provider. No database work:
+      every slot is used on time.
     """
 
     def __init__(self, campaign_id: int, lease: _Lease, seconds: float) -> None:
@@ -224,8 +226,7 @@ class _Dispatcher:
         self.answers: list[BulkResult] = []
         self.pause_reason: str | None = None
         self.spike_watch = 0
-        self.gate = threading.Lock()
-        self.last_departure = 0.0
+        self.departures: _DepartureWindow | None = None
         self.feeder_done = threading.Event()
 
     def _campaign(self) -> Campaign:
@@ -256,9 +257,9 @@ class _Dispatcher:
         # At WhatsApp Web pace, only half an interval: a one-to-one reply waits up to two (message_deliver), so
         # it always gets the next slot rather than the campaign taking them all.
         self.max_wait = max(interval * 4, 0.03) if interval < 0.1 else interval * 0.5
-        # Senders of this process keep at least this far apart: the configured rate less half the governor's
-        # margin, so after a late send they may catch up a little, and still never burst.
-        self.spacing = 1.0 / (rate / (1.0 - settings.GOVERNOR_RATE_MARGIN) * (1.0 - settings.GOVERNOR_RATE_MARGIN / 2))
+        # Senders of this process keep the governor's pace over any second; one that woke late catches up.
+        self.interval = interval
+        self.departures = _DepartureWindow(rate=rate, min_gap=interval * CATCH_UP_GAP)
         batch = max(8, min(400, math.ceil(rate * 3)))
         # Recipients marked handed over but not yet sent, at most: what a crash can leave unknown besides the
         # answers not yet recorded.
@@ -422,7 +423,7 @@ class _Dispatcher:
             campaign = self._campaign()  # also opens this thread's database connection before its first slot
             while not self.stop.is_set():
                 if self.armed.qsize() >= self.armed_max:  # senders behind: mark no more ahead of them
-                    time.sleep(self.spacing)
+                    time.sleep(self.interval)
                     continue
                 self._busy(+1)  # counted before it leaves `work`, so the main thread never sees it nowhere
                 try:
@@ -511,18 +512,9 @@ class _Dispatcher:
 
     def _send(self, send: BulkSend, slot: Slot) -> None:
         def depart() -> None:
-            # One departure at a time, `spacing` after this process's previous one, waited for with the request
-            # already built so only the socket write follows. A sender that wakes a little late (the scheduler,
-            # the interpreter lock) keeps its place in the schedule; one later than DEPARTURE_TOLERANCE pushes
-            # the next ones back instead of leaving together with them: late is safe, a burst is not.
-            with self.gate:
-                while True:
-                    now = time.monotonic()
-                    at = max(slot.at, self.last_departure + self.spacing)
-                    if now >= at:
-                        break
-                    time.sleep(at - now)
-                self.last_departure = max(at, now - min(DEPARTURE_TOLERANCE, self.spacing / 4))
+            # Waited for with the request already built, so only the socket write follows.
+            slot.sleep_until()
+            self.departures.wait()
 
         number = self.campaign_number
         sent_at = timezone.now()
@@ -601,6 +593,34 @@ class _Dispatcher:
             by_claim.setdefault(claimed_at, []).append(item.key if isinstance(item, BulkSend) else item)
         for claimed_at, ids in by_claim.items():
             self.report.released += recipients_release(ids=ids, claimed_at=claimed_at)
+
+
+class _DepartureWindow:
+    """The governor's pace at the door of one process, with room to catch up: of any `size` + 1 departures, the
+    last leaves at least `size` slots (of `rate`) after the first, and never sooner than `min_gap` after the one
+    before it (`size` is the rate rounded up, so the window spans at least a second).
+
+    The governor's slots keep the number's pace across processes, but a sender the scheduler wakes late (two
+    cores shared with the database and the other workers) would lose its slot's time for good. Here it leaves as
+    soon as it can and the next ones follow it at up to 1 / `min_gap` per second, until the time is caught up:
+    never in a burst, and never more than `size` (the rate less the governor's margin, rounded up) in a second."""
+
+    def __init__(self, *, rate: float, min_gap: float) -> None:
+        self.size = max(1, math.ceil(rate - 1e-9))
+        self.span = self.size / rate
+        self.min_gap = min_gap
+        self.times: deque[float] = deque([-math.inf], maxlen=self.size)
+        self.lock = threading.Lock()
+
+    def wait(self) -> None:
+        with self.lock:  # one at a time: whoever waits here is the next to leave
+            at = self.times[-1] + self.min_gap
+            if len(self.times) == self.size:
+                at = max(at, self.times[0] + self.span)
+            delay = at - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            self.times.append(time.monotonic())
 
 
 # --- Beat's campaigns tick ---------------------------------------------------------------------------------------

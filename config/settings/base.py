@@ -202,7 +202,7 @@ GOVERNOR_WEB_INTERVAL = env.float("GOVERNOR_WEB_INTERVAL", default=4.0)
 GOVERNOR_WEB_JITTER = env.float("GOVERNOR_WEB_JITTER", default=0.5)
 # Fraction below the configured rate the governor paces at, so network jitter never shows the provider more
 # than the rate in any one second.
-GOVERNOR_RATE_MARGIN = env.float("GOVERNOR_RATE_MARGIN", default=0.02)
+GOVERNOR_RATE_MARGIN = env.float("GOVERNOR_RATE_MARGIN", default=0.025)
 # Seconds between two messages to the same recipient from the same number (Meta's pair limit).
 GOVERNOR_PAIR_INTERVAL = env.float("GOVERNOR_PAIR_INTERVAL", default=6.0)
 # Messages to one recipient allowed back to back before the pair interval applies (1: none; an agent's quick

@@ -30,6 +30,7 @@ from campaigns.services import (
     recipients_refresh,
     recipients_release,
 )
+from campaigns.services.dispatch import _DepartureWindow
 from conversations.models import Contact, Conversation, Message, MessageTemplate
 from tests.conversations.factories import ContactFactory
 from tests.sessions.factories import WhatsAppNumberFactory
@@ -400,3 +401,28 @@ def test_recipients_follow_delivery_statuses_and_replies(default_client, graph_a
     conversation = Conversation.objects.get(contact=replied.contact, number=campaign.number)
     assert conversation.status != Conversation.Status.RESOLVED
     assert list(conversation.messages.values_list("direction", flat=True)) == ["out", "in"]
+
+
+def test_senders_woken_late_catch_up_without_a_burst_or_a_crowded_second():
+    # given one process's departure window at 20 a second (catch-up gap 25 ms), and senders whose slots come every
+    # 50 ms, the first six of them stalled until 0.3 s and the 26th stalled 0.2 s (the machine busy elsewhere)
+    window = _DepartureWindow(rate=20, min_gap=0.025)
+    started = time.monotonic()
+    slots = [started + 0.05 * i for i in range(45)]
+    ready = {i: started + 0.3 for i in range(6)} | {25: slots[25] + 0.2}
+    departures = []
+    for i, slot in enumerate(slots):
+        delay = ready.get(i, slot) - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        window.wait()
+        departures.append(time.monotonic())
+
+    # then no two left closer than the catch-up gap, no second held more than the rate (any 21 span a second),
+    gaps = [b - a for a, b in zip(departures, departures[1:], strict=False)]
+    assert min(gaps) >= 0.025
+    assert all(departures[i] - departures[i - 20] >= 1.0 for i in range(20, len(departures)))
+    # the senders after a stall caught up faster than the slots came, and the stalls did not add up: the last
+    # left at most the longest stall (0.3 s) late, not 0.5 s as it would if every late sender pushed the rest
+    assert sum(1 for gap in gaps if gap < 0.04) >= 5
+    assert departures[-1] - slots[-1] < 0.3 + 0.05
