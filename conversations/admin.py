@@ -1,9 +1,21 @@
 import json
+from datetime import timedelta
 
+from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest
+from django.template.response import TemplateResponse
+from django.urls import path
+from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
 
+from conversations.llm import LLMError, chat_complete
 from conversations.models import (
+    AIActivity,
+    AISettings,
     Contact,
     Conversation,
     Message,
@@ -12,8 +24,12 @@ from conversations.models import (
     UnroutedConversation,
     WebhookEvent,
 )
+from conversations.models.ai import working_days
+from conversations.selectors import ai_usage
 from conversations.services import webhook_events_process
+from conversations.services.ai import ai_prompt_preview
 from crm.admin_scope import ClientScopedAdmin, ClientScopedTabularInline
+from crm.models import WEEKDAYS
 
 MAX_REPROCESS = 200  # events reprocessed in one admin request
 
@@ -167,3 +183,149 @@ class MessageTemplateAdmin(ClientScopedAdmin):
     list_filter = ["is_active", "language", "client"]
     search_fields = ["name", "body"]
     ordering = ["client__name", "name", "language"]
+
+
+# --- The AI assistant (docs/ai.md) ------------------------------------------------------------------------------
+
+USAGE_PERIODS = {"1": 1, "7": 7, "30": 30, "90": 90}
+
+
+class AISettingsForm(forms.ModelForm):
+    business_days = forms.TypedMultipleChoiceField(
+        choices=WEEKDAYS,
+        coerce=int,
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        initial=working_days,
+        help_text=_("Days with business hours (the number's time zone)."),
+    )
+
+    class Meta:
+        model = AISettings
+        fields = [
+            "number",
+            "queue",
+            "enabled",
+            "model",
+            "system_prompt",
+            "business_context",
+            "language",
+            "temperature",
+            "max_history",
+            "max_replies",
+            "hours",
+            "business_days",
+            "opens_at",
+            "closes_at",
+            "handoff_keywords",
+            "handoff_message",
+        ]
+
+
+class AITryForm(forms.Form):
+    question = forms.CharField(
+        label=_("A customer writes"),
+        max_length=1000,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        initial="Hola, ¿a qué hora abren mañana?",
+    )
+
+
+@admin.register(AISettings)
+class AISettingsAdmin(ClientScopedAdmin):
+    form = AISettingsForm
+    list_display = ["__str__", "enabled", "model_name", "hours", "max_replies", "client", "updated_at"]
+    list_filter = ["enabled", "hours", "client"]
+    list_select_related = ["client", "number", "queue"]
+    search_fields = ["number__alias", "queue__name"]
+    fieldsets = [
+        (None, {"fields": ["number", "queue", "enabled"]}),
+        (_("How it answers"), {"fields": ["model", "system_prompt", "business_context", "language", "temperature"]}),
+        (_("Limits"), {"fields": ["max_history", "max_replies"]}),
+        (_("When it answers"), {"fields": ["hours", "business_days", "opens_at", "closes_at"]}),
+        (_("Hand-off to people"), {"fields": ["handoff_keywords", "handoff_message"]}),
+    ]
+    change_list_template = "admin/conversations/aisettings/change_list.html"
+    change_form_template = "admin/conversations/aisettings/change_form.html"
+
+    @admin.display(description=_("model"))
+    def model_name(self, obj: AISettings) -> str:
+        return obj.model or f"{settings.AI_DEFAULT_MODEL} (default)"
+
+    def get_urls(self):
+        def view(function):
+            return self.admin_site.admin_view(function)
+
+        return [
+            path("usage/", view(self.usage_view), name="conversations_aisettings_usage"),
+            path("<int:object_id>/try/", view(self.try_view), name="conversations_aisettings_try"),
+            *super().get_urls(),
+        ]
+
+    def usage_view(self, request: HttpRequest):
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        days = USAGE_PERIODS.get(request.GET.get("days", "30"), 30)
+        usage = ai_usage(user=request.user, since=timezone.now() - timedelta(days=days))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("AI assistant usage"),
+            "opts": self.model._meta,
+            "days": days,
+            "periods": list(USAGE_PERIODS.values()),
+            "reasons": Conversation.AIStopReason.choices,
+            "usage": usage,
+        }
+        return TemplateResponse(request, "admin/conversations/aisettings/usage.html", context)
+
+    def try_view(self, request: HttpRequest, object_id: int):
+        """Ask the model as a customer would, with these settings, without any conversation: the prompt it gets
+        and its answer (or why there is none)."""
+        row = self.get_object(request, str(object_id))
+        if row is None or not self.has_view_or_change_permission(request, row):
+            raise Http404("No such settings.")
+        form = AITryForm(request.POST or None)
+        answer = error = None
+        prompt: list[dict[str, str]] = []
+        if request.method == "POST" and form.is_valid():
+            prompt = ai_prompt_preview(row, form.cleaned_data["question"])
+            try:
+                answer = chat_complete(
+                    model=row.model.strip() or settings.AI_DEFAULT_MODEL, messages=prompt, temperature=row.temperature
+                )
+            except LLMError as exc:
+                error = exc.message
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("Try the AI assistant"),
+            "opts": self.model._meta,
+            "original": row,
+            "form": form,
+            "prompt": prompt,
+            "answer": answer,
+            "error": error,
+            "marker": settings.AI_HANDOFF_MARKER,
+        }
+        return TemplateResponse(request, "admin/conversations/aisettings/try.html", context)
+
+
+@admin.register(AIActivity)
+class AIActivityAdmin(ClientScopedAdmin):
+    list_display = ["created_at", "kind", "reason", "conversation", "number", "queue", "tokens", "latency_ms"]
+    list_filter = ["kind", "reason", "client", "number", "queue"]
+    list_select_related = ["conversation__contact", "conversation__number", "number", "queue"]
+    date_hierarchy = "created_at"
+    readonly_fields = [f.name for f in AIActivity._meta.fields]
+
+    @admin.display(description=_("tokens"))
+    def tokens(self, obj: AIActivity) -> int:
+        return obj.prompt_tokens + obj.completion_tokens
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

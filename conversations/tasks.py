@@ -12,6 +12,7 @@ from conversations.services import (
     webhook_events_process,
     webhook_events_requeue,
 )
+from conversations.services.ai import ai_replies_sweep, conversation_ai_reply
 
 # Acknowledged only after the run; the database being away retries the task with backoff, indefinitely (the
 # services are safe to run twice).
@@ -56,3 +57,15 @@ def message_deliver_task(message_id: int, slot_taken: bool = False) -> str:
 @shared_task(queue="default")
 def outbound_messages_sweep_task() -> dict[str, int]:
     return outbound_messages_sweep()
+
+
+@shared_task(**RETRY_WHILE_DATABASE_AWAY)
+def conversation_ai_reply_task(conversation_id: int, message_id: int) -> str:
+    """The AI assistant answers the customer's messages up to `message_id` (docs/ai.md), unless a later message
+    (its own task answers), an agent or a hand-off came first. Safe to run twice."""
+    return conversation_ai_reply(conversation_id=conversation_id, message_id=message_id)
+
+
+@shared_task(queue="default")
+def ai_replies_sweep_task() -> int:
+    return ai_replies_sweep()

@@ -47,7 +47,7 @@ INBOX_ROW_FIELDS = (
 CATCH_UP_LIMIT = 500  # messages a page that was away re-reads at once
 
 TABS = ("mine", "queue", "all")
-STATUSES = ("active", "pending", "open", "snoozed", "resolved", "all")
+STATUSES = ("active", "pending", "ai", "open", "snoozed", "resolved", "all")
 
 
 @dataclass(frozen=True)
@@ -189,7 +189,7 @@ def inbox_page(*, access: Access, filters: InboxFilters) -> InboxPage:
         rows = rows.filter(not_snoozed) if status != "snoozed" else rows.filter(snoozed_until__gt=now)
     elif status == "active":
         rows = rows.exclude(status=Conversation.Status.RESOLVED).filter(not_snoozed)
-    elif status in ("pending", "open"):
+    elif status in ("pending", "ai", "open"):
         rows = rows.filter(status=status).filter(not_snoozed)
     elif status == "snoozed":
         rows = rows.exclude(status=Conversation.Status.RESOLVED).filter(snoozed_until__gt=now)

@@ -5,8 +5,20 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
 
 from crm.fields import EncryptedTextField
+
+# ISO weekdays (Monday 1 … Sunday 7), for schedules kept in a number's time zone (campaigns, AI hours).
+WEEKDAYS = [
+    (1, _("Monday")),
+    (2, _("Tuesday")),
+    (3, _("Wednesday")),
+    (4, _("Thursday")),
+    (5, _("Friday")),
+    (6, _("Saturday")),
+    (7, _("Sunday")),
+]
 
 
 class TimeStampedModel(models.Model):

@@ -19,6 +19,7 @@ urlpatterns = [
     path("conversations/<int:pk>/take/", agent.conversation_take_view, name="conversation-take"),
     path("conversations/<int:pk>/transfer/", agent.conversation_transfer_view, name="conversation-transfer"),
     path("conversations/<int:pk>/resolve/", agent.conversation_resolve_view, name="conversation-resolve"),
+    path("conversations/<int:pk>/ai/", agent.conversation_ai_resume_view, name="conversation-ai-resume"),
     path("conversations/<int:pk>/reopen/", agent.conversation_reopen_view, name="conversation-reopen"),
     path("conversations/<int:pk>/snooze/", agent.conversation_snooze_view, name="conversation-snooze"),
     path("conversations/<int:pk>/media/<int:message_id>/", agent.conversation_media_view, name="conversation-media"),

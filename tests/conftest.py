@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -134,6 +135,21 @@ def run_manage(
     )
 
 
+def start_celery_worker(env: dict[str, str], *, queues: str, name: str, concurrency: int = 2) -> subprocess.Popen:
+    """A real Celery worker of the project consuming `queues`, quiet, in its own process group (a SIGKILL of the
+    group takes its pool children too)."""
+    celery = Path(sys.executable).parent / "celery"
+    return subprocess.Popen(
+        [str(celery), "-A", "config", "worker", "-Q", queues, "-n", f"{name}-{uuid.uuid4().hex[:6]}@%h"]
+        + ["-c", str(concurrency), "--without-mingle", "--without-gossip", "--loglevel=WARNING"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
 def stop_processes(procs: list[subprocess.Popen], timeout: float = 20) -> None:
     """SIGTERM every child still running, wait for each, SIGKILL what does not stop in time."""
     for proc in procs:
@@ -144,3 +160,14 @@ def stop_processes(procs: list[subprocess.Popen], timeout: float = 20) -> None:
             proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@pytest.fixture
+def openai_api(settings):
+    """A running fake OpenAI-compatible API (tests/fakes/openai_api.py), and the settings pointing at it."""
+    from tests.fakes.openai_api import FakeOpenAI
+
+    with FakeOpenAI() as fake:
+        settings.OPENAI_BASE_URL = fake.url
+        settings.OPENAI_API_KEY = fake.api_key
+        yield fake

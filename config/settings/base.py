@@ -243,6 +243,30 @@ OPT_OUT_CONFIRMATION = env.str(
 # Largest recipients file accepted by the import, in bytes.
 CAMPAIGN_IMPORT_MAX_BYTES = env.int("CAMPAIGN_IMPORT_MAX_BYTES", default=20 * 1024 * 1024)
 
+# --- AI assistant (docs/ai.md) ------------------------------------------------------------------------------
+# Any OpenAI-compatible chat completions API: OpenAI (blank base URL), a local Ollama (http://localhost:11434/v1)
+# or vLLM. Without a key the assistant's answers fail and its conversations go to people, with a note saying why.
+OPENAI_BASE_URL = env.str("OPENAI_BASE_URL", default="")
+OPENAI_API_KEY = env.str("OPENAI_API_KEY", default="")
+# The model of settings that name none.
+AI_DEFAULT_MODEL = env.str("AI_DEFAULT_MODEL", default="gpt-4o-mini")
+# Seconds one request may take, and how many times a failed one is tried again (timeouts, 429, 5xx): the
+# longest an answer can take is about AI_TIMEOUT x (AI_MAX_RETRIES + 1).
+AI_TIMEOUT = env.float("AI_TIMEOUT", default=20.0)
+AI_MAX_RETRIES = env.int("AI_MAX_RETRIES", default=1)
+# Most tokens of one answer.
+AI_MAX_TOKENS = env.int("AI_MAX_TOKENS", default=500)
+# Seconds the assistant waits after a customer message for the next one: a quick burst gets one answer.
+AI_DEBOUNCE_SECONDS = env.float("AI_DEBOUNCE_SECONDS", default=4.0)
+# Words that send a customer to a person (any case, accents ignored), unless settings name their own.
+AI_HANDOFF_KEYWORDS: list[str] = env.list("AI_HANDOFF_KEYWORDS", default=["asesor", "humano", "agente", "persona"])
+# Told to the customer when the assistant hands over, unless settings have their own; empty: nothing is sent.
+AI_HANDOFF_MESSAGE = env.str(
+    "AI_HANDOFF_MESSAGE", default="Te comunico con una persona de nuestro equipo; en breve te responde."
+)
+# What the model answers when it wants a person to take over (the system prompt tells it so).
+AI_HANDOFF_MARKER = env.str("AI_HANDOFF_MARKER", default="[HANDOFF]")
+
 # --- Health ------------------------------------------------------------------------------------------------
 # Queues /healthz expects at least one worker to consume, and how stale beat's last tick may be.
 HEALTH_EXPECTED_QUEUES: list[str] = env.list("HEALTH_EXPECTED_QUEUES", default=["default", "campaigns", "sessions"])

@@ -35,3 +35,7 @@ WHATSAPP_SEND_BACKOFF = 0.001
 # that are not about pacing must not wait for it. Governor tests set their own values.
 GOVERNOR_WEB_INTERVAL = env.float("GOVERNOR_WEB_INTERVAL", default=0.001)
 GOVERNOR_PAIR_INTERVAL = env.float("GOVERNOR_PAIR_INTERVAL", default=0.0)
+# Likewise the AI assistant's API is a fake on 127.0.0.1 (tests/fakes/openai_api.py), reached by child processes
+# through TEST_OPENAI_BASE_URL and TEST_OPENAI_API_KEY: a developer's key must never pay for the suite.
+OPENAI_BASE_URL = env.str("TEST_OPENAI_BASE_URL", default="http://127.0.0.1:9/v1")
+OPENAI_API_KEY = env.str("TEST_OPENAI_API_KEY", default="")

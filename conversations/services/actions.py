@@ -1,5 +1,6 @@
 """What agents do to a conversation from the CRM views (docs/crm.md): take, transfer, resolve, reopen, snooze,
-write a note, reply, mark read. One function per action, each in one transaction, events after commit.
+write a note, reply, hand back to the AI assistant, mark read. One function per action, each in one transaction,
+events after commit. Taking, transferring or replying stops the AI assistant (docs/ai.md).
 
 These functions check the state of the conversation, not who asks: the views decide with `crm.access` whether
 the user may act, and only then call here.
@@ -16,9 +17,9 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from conversations.models import Conversation, Message
-from conversations.services.live import publish_conversation_event, publish_message_created
+from conversations.services.ai import ai_resume, ai_settings_for, ai_stop_for_agent
+from conversations.services.live import publish_conversation_updated, publish_message_created
 from conversations.services.outbound import Template, message_send
-from crm.events import publish_on_commit, queue_group, user_group
 from queues.models import Queue, QueueMembership
 from queues.services import conversation_assign, conversation_assign_by_policy, queue_dispatch_waiting
 
@@ -52,35 +53,6 @@ def _locked(conversation: Conversation, *, by: AbstractBaseUser, supervising: bo
             _("%(name)s has this conversation now; ask a supervisor.") % {"name": _name(locked.assigned_to)},
         )
     return locked
-
-
-def _publish_updated(
-    conversation: Conversation,
-    *,
-    by: AbstractBaseUser | None,
-    action: str,
-    left_queue_id: int | None = None,
-    left_agent_id: int | None = None,
-    **extra,
-) -> None:
-    """`conversation.updated` to whoever watches the conversation now, and to the queue and agent it just left."""
-    event = {
-        "type": "conversation.updated",
-        "data": {
-            "conversation": conversation.pk,
-            "action": action,
-            "status": conversation.status,
-            "queue": conversation.queue_id,
-            "agent": conversation.assigned_to_id,
-            "by": by.pk if by is not None else None,
-            **extra,
-        },
-    }
-    publish_conversation_event(conversation, event)
-    if left_queue_id and left_queue_id != conversation.queue_id:
-        publish_on_commit(queue_group(left_queue_id), event)
-    if left_agent_id and left_agent_id != conversation.assigned_to_id:
-        publish_on_commit(user_group(left_agent_id), event)
 
 
 def _internal(conversation: Conversation, text: str, by: AbstractBaseUser | None, *, kind: str, origin: str) -> Message:
@@ -128,6 +100,7 @@ def conversation_take(*, conversation: Conversation, user: AbstractBaseUser, sup
     _refuse_resolved(conversation)
     if conversation.assigned_to_id == user.pk:
         return conversation
+    ai_stop_for_agent(conversation=conversation, reason=Conversation.AIStopReason.AGENT_TOOK)
     conversation_assign(conversation=conversation, user_id=user.pk, assigned_by=user, reason="taken")
     _notice(conversation, _("%(name)s took the conversation.") % {"name": _name(user)}, user)
     return conversation
@@ -168,13 +141,14 @@ def conversation_transfer(
     old_queue_id, old_agent_id = conversation.queue_id, conversation.assigned_to_id
     if to_user is None and queue.pk == old_queue_id:
         raise ConversationActionError("same_queue", _("The conversation is already in that queue."))
+    ai_stop_for_agent(conversation=conversation, reason=Conversation.AIStopReason.AGENT_TOOK)
     if queue is not None and queue.pk != old_queue_id:
         conversation.queue = queue
         conversation.status = Conversation.Status.PENDING
         conversation.assigned_to = None
         conversation.waiting_since = timezone.now()
         conversation.save(update_fields=["queue", "status", "assigned_to", "waiting_since", "updated_at"])
-        _publish_updated(
+        publish_conversation_updated(
             conversation, by=by, action="transferred", left_queue_id=old_queue_id, left_agent_id=old_agent_id
         )
     if to_user is not None:
@@ -205,7 +179,7 @@ def conversation_resolve(
     conversation.unread_count = 0
     conversation.save(update_fields=["status", "resolved_at", "snoozed_until", "unread_count", "updated_at"])
     _notice(conversation, _("%(name)s resolved the conversation.") % {"name": _name(by)}, by)
-    _publish_updated(conversation, by=by, action="resolved")
+    publish_conversation_updated(conversation, by=by, action="resolved")
     _hand_out_after_commit(conversation.queue_id)
     return conversation
 
@@ -243,7 +217,7 @@ def conversation_reopen(*, conversation: Conversation, by: AbstractBaseUser, sup
             "newer_open", _("This customer already has an open conversation on this number.")
         ) from None
     _notice(conversation, _("%(name)s reopened the conversation.") % {"name": _name(by)}, by)
-    _publish_updated(conversation, by=by, action="reopened")
+    publish_conversation_updated(conversation, by=by, action="reopened")
     if conversation.status == Conversation.Status.PENDING:
         conversation_assign_by_policy(conversation=conversation)
     return conversation
@@ -272,7 +246,8 @@ def conversation_snooze(
             "until": local.strftime("%Y-%m-%d %H:%M"),
         }
     _notice(conversation, text, by)
-    _publish_updated(conversation, by=by, action="snoozed", snoozed_until=until.isoformat() if until else None)
+    snoozed_until = until.isoformat() if until else None
+    publish_conversation_updated(conversation, by=by, action="snoozed", snoozed_until=snoozed_until)
     return conversation
 
 
@@ -307,11 +282,35 @@ def conversation_reply(
     Raises `OutboundRefused` (nothing written) when it cannot be sent."""
     current = _locked(conversation, by=by, supervising=supervising)
     _refuse_resolved(current)
+    ai_stop_for_agent(conversation=current, reason=Conversation.AIStopReason.AGENT_REPLIED)
     if current.assigned_to_id is None:
         conversation_take(conversation=current, user=by, supervising=supervising)
     message = message_send(conversation=current, text=text, template=template, sent_by=by, reply_to=reply_to)
     Conversation.objects.filter(pk=current.pk, unread_count__gt=0).update(unread_count=0)
     return message
+
+
+@transaction.atomic
+def conversation_ai_resume(
+    *, conversation: Conversation, by: AbstractBaseUser, supervising: bool = False
+) -> Conversation:
+    """Hand the conversation back to the AI assistant (docs/ai.md): nobody's again, the assistant answers what
+    the customer writes, its reply count restarted; the customer's last message, if unanswered, at once."""
+    conversation = _locked(conversation, by=by, supervising=supervising)
+    _refuse_resolved(conversation)
+    if conversation.status == Conversation.Status.AI:
+        return conversation
+    row = ai_settings_for(conversation)
+    if row is None or not row.enabled:
+        raise ConversationActionError(
+            "ai_not_enabled", _("No AI assistant is turned on for this conversation's number or queue.")
+        )
+    previous_agent = ai_resume(conversation=conversation, by=by)
+    _notice(conversation, _("%(name)s handed the conversation back to the AI assistant.") % {"name": _name(by)}, by)
+    if previous_agent:
+        _hand_out_after_commit(conversation.queue_id)  # its agent has room for someone waiting
+    logger.info("conversation %s handed back to the AI by user %s", conversation.pk, by.pk)
+    return conversation
 
 
 def conversation_mark_read(*, conversation: Conversation) -> bool:

@@ -5,6 +5,8 @@ A conversation's events go to its queue's group (or, while unrouted, to its clie
 
 from __future__ import annotations
 
+from django.contrib.auth.base_user import AbstractBaseUser
+
 from conversations.models import Conversation, Message
 from crm.events import LiveEvent, client_group, publish_on_commit, queue_group, user_group
 
@@ -18,6 +20,35 @@ def publish_conversation_event(conversation: Conversation, event: LiveEvent) -> 
         publish_on_commit(client_group(conversation.client_id), event)  # unrouted: staff must see it
     if conversation.assigned_to_id:
         publish_on_commit(user_group(conversation.assigned_to_id), event)
+
+
+def publish_conversation_updated(
+    conversation: Conversation,
+    *,
+    by: AbstractBaseUser | None,
+    action: str,
+    left_queue_id: int | None = None,
+    left_agent_id: int | None = None,
+    **extra,
+) -> None:
+    """`conversation.updated` to whoever watches the conversation now, and to the queue and agent it just left."""
+    event = {
+        "type": "conversation.updated",
+        "data": {
+            "conversation": conversation.pk,
+            "action": action,
+            "status": conversation.status,
+            "queue": conversation.queue_id,
+            "agent": conversation.assigned_to_id,
+            "by": by.pk if by is not None else None,
+            **extra,
+        },
+    }
+    publish_conversation_event(conversation, event)
+    if left_queue_id and left_queue_id != conversation.queue_id:
+        publish_on_commit(queue_group(left_queue_id), event)
+    if left_agent_id and left_agent_id != conversation.assigned_to_id:
+        publish_on_commit(user_group(left_agent_id), event)
 
 
 def publish_message_created(message: Message, conversation: Conversation, action: str = "existing") -> None:

@@ -21,6 +21,7 @@ from campaigns.optout import is_opt_out
 from conversations.identity import PhoneIdentity, PhoneIdentityError, phone_identity
 from conversations.inbound import InboundMessage, InboundSender
 from conversations.models import Contact, Conversation, Message
+from conversations.services.ai import conversations_ai_on_inbound
 from conversations.services.live import publish_message_created
 from crm.models import Client
 from queues.services import conversation_assign_by_policy
@@ -288,6 +289,15 @@ def inbound_messages_receive(
             conversation.updated_at = now
         fields = sorted({name for entry in touched.values() for name in entry.fields})
         Conversation.objects.bulk_update(changed, [*fields, "updated_at"])
+    # The AI assistant first (docs/ai.md): a conversation it answers is not handed out.
+    by_conversation: dict[int, list[Message]] = {}
+    for _i, row in rows:
+        by_conversation.setdefault(row.conversation.contact_id, []).append(row)
+    conversations_ai_on_inbound(
+        number=number,
+        received=[(touched[key].conversation, found) for key, found in by_conversation.items()],
+        now=now,
+    )
     for entry in touched.values():
         conversation = entry.conversation
         if conversation.status == Conversation.Status.PENDING and conversation.queue_id:

@@ -30,6 +30,7 @@ from django.views.decorators.http import require_GET, require_POST
 from conversations.models import Conversation, Message
 from conversations.services.actions import (
     ConversationActionError,
+    conversation_ai_resume,
     conversation_mark_read,
     conversation_note_add,
     conversation_reopen,
@@ -39,6 +40,7 @@ from conversations.services.actions import (
     conversation_take,
     conversation_transfer,
 )
+from conversations.services.ai import ai_settings_for
 from conversations.services.outbound import OutboundRefused, Template
 from crm import inbox
 from crm.access import Access, request_access
@@ -158,6 +160,12 @@ def _session_state(number) -> str | None:
         return None
 
 
+def _ai_available(conversation: Conversation) -> bool:
+    """Whether an AI assistant is turned on for the conversation (an agent may hand it back)."""
+    row = ai_settings_for(conversation)
+    return row is not None and row.enabled
+
+
 def _conversation_context(
     request: HttpRequest,
     access: Access,
@@ -197,6 +205,7 @@ def _conversation_context(
         transfer_queues=queues,
         transfer_members=members,
         session_state=_session_state(conversation.number),
+        ai_available=_ai_available(conversation),
         cursor=timezone.now().isoformat(),
         error=error,
         draft=draft,
@@ -351,6 +360,11 @@ def conversation_transfer_view(request, access, conversation, *, supervising):
         flash.success(request, _("Conversation transferred."))
         return redirect("crm:inbox")
     return None
+
+
+@conversation_action
+def conversation_ai_resume_view(request, access, conversation, *, supervising):
+    conversation_ai_resume(conversation=conversation, by=request.user, supervising=supervising)
 
 
 @conversation_action

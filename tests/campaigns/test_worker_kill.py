@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import time
-import uuid
 from collections import Counter
 
 import pytest
@@ -20,13 +19,12 @@ from campaigns.models import Campaign, Recipient
 from campaigns.services import campaign_start, campaigns_tick
 from conversations.models import Contact, Message, MessageTemplate
 from conversations.services import outbound_messages_sweep
-from tests.conftest import ROOT, project_env, stop_processes
+from tests.conftest import project_env, start_celery_worker, stop_processes
 from tests.conversations.factories import ContactFactory
 from tests.sessions.factories import WhatsAppNumberFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-CELERY = str(ROOT / ".venv" / "bin" / "celery") if (ROOT / ".venv" / "bin" / "celery").exists() else "celery"
 RECIPIENTS = 2000
 KILLS = 4
 TOKEN = "EAAG-kill-test-token-000000001"
@@ -35,15 +33,7 @@ FINAL = {R.SENT, R.DELIVERED, R.READ, R.REPLIED, R.FAILED, R.SKIPPED, R.UNKNOWN}
 
 
 def start_worker(env: dict[str, str]) -> subprocess.Popen:
-    return subprocess.Popen(
-        [CELERY, "-A", "config", "worker", "-Q", "campaigns", "-n", f"kill-{uuid.uuid4().hex[:6]}@%h"]
-        + ["-c", "2", "--without-mingle", "--without-gossip", "--loglevel=WARNING"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,  # its own process group: SIGKILL takes the parent and its pool children at once
-    )
+    return start_celery_worker(env, queues="campaigns", name="kill")
 
 
 def sent_phones(graph_api) -> list[str]:

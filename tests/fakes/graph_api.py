@@ -46,35 +46,24 @@ Thread-safe: requests are handled on their own threads; recording and scripting 
 from __future__ import annotations
 
 import hashlib
-import json
 import secrets
-import threading
-import time
 import uuid
-from collections import deque
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
+from tests.fakes.http_fake import (
+    FakeHandler,
+    HttpFake,
+    RecordedRequest,
+    Reply,
+    Script,
+    bearer_token,
+    json_reply,
+    retry_after_header,
+)
+
 __all__ = ["FakeGraphApi", "RecordedRequest", "meta_error"]
-
-
-@dataclass(frozen=True)
-class RecordedRequest:
-    method: str
-    path: str
-    headers: dict[str, str]
-    json: Any
-    status: int
-    at: float = 0.0  # time.time() when the request arrived (rate measurements)
-
-
-@dataclass(frozen=True)
-class _Reply:
-    status: int
-    body: bytes
-    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -84,13 +73,6 @@ class _Media:
     phone_number_id: str | None
     file_size: int
     signature: str  # the download URL's `hash`: like Meta's, a credential in a query string
-
-
-@dataclass(frozen=True)
-class _Script:
-    reply: _Reply | None  # None: answer normally
-    delay: float = 0.0
-    drop: bool = False
 
 
 def meta_error(
@@ -111,59 +93,21 @@ def meta_error(
     return {"error": error}
 
 
-def _json_reply(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> _Reply:
-    return _Reply(status, json.dumps(body).encode(), {"Content-Type": "application/json", **(headers or {})})
+class _Handler(FakeHandler):
+    server_version = "FakeGraphApi/1.0"
 
 
-class FakeGraphApi:
+class FakeGraphApi(HttpFake[Script]):
+    thread_name = "fake-graph-api"
+    handler_class = _Handler
+    script_class = Script
+
     def __init__(self) -> None:
+        super().__init__()
         self.tokens: dict[str, str] = {}
         self.media: dict[str, _Media] = {}
-        self.delay: float = 0.0
-        self.url: str = ""
-        self._lock = threading.Lock()
-        self._requests: list[RecordedRequest] = []
-        self._scripts: deque[_Script] = deque()
-        self._stopping = threading.Event()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
-    # lifecycle
-
-    def start(self) -> FakeGraphApi:
-        server = _Server(("127.0.0.1", 0), _Handler)
-        server.daemon_threads = True
-        server.fake = self  # type: ignore[attr-defined]
-        self._server = server
-        self._stopping.clear()
-        self.url = f"http://127.0.0.1:{server.server_address[1]}"
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.02}, name="fake-graph-api", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stopping.set()  # wakes handlers that are waiting out a delay
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._server = self._thread = None
-
-    def __enter__(self) -> FakeGraphApi:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    # recording and scripting
-
-    @property
-    def requests(self) -> list[RecordedRequest]:
-        with self._lock:
-            return list(self._requests)
+    # scripting (slow_next and drop_next come with HttpFake)
 
     def fail_next(
         self,
@@ -176,25 +120,17 @@ class FakeGraphApi:
         details: str | None = None,
         retry_after: float | str | None = None,
     ) -> None:
-        headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
+        headers = retry_after_header(retry_after)
         for _ in range(count):
             body = meta_error(code, message, subcode=subcode, details=details)
-            self._queue(_Script(_json_reply(status, body, headers)))
+            self._queue(Script(json_reply(status, body, headers)))
 
     def reply_next(
         self, count: int = 1, *, status: int = 200, body: str | bytes = "<html>Oops</html>", content_type="text/html"
     ) -> None:
         raw = body.encode() if isinstance(body, str) else body
         for _ in range(count):
-            self._queue(_Script(_Reply(status, raw, {"Content-Type": content_type})))
-
-    def slow_next(self, count: int = 1, *, seconds: float) -> None:
-        for _ in range(count):
-            self._queue(_Script(None, delay=seconds))
-
-    def drop_next(self, count: int = 1) -> None:
-        for _ in range(count):
-            self._queue(_Script(None, drop=True))
+            self._queue(Script(Reply(status, raw, {"Content-Type": content_type})))
 
     def add_media(
         self,
@@ -210,38 +146,19 @@ class FakeGraphApi:
         with self._lock:
             self.media[media_id] = _Media(content, mime_type, phone_number_id, size, secrets.token_hex(16))
 
-    def _queue(self, script: _Script) -> None:
-        with self._lock:
-            self._scripts.append(script)
+    # request handling (called on the server's threads, under the lock)
 
-    # request handling (called on the server's threads)
-
-    def _handle(self, method: str, path: str, headers: dict[str, str], raw: bytes) -> tuple[_Reply | None, float]:
-        arrived = time.time()
-        try:
-            body = json.loads(raw) if raw else None
-        except ValueError:
-            body = None
-        with self._lock:
-            script = self._scripts.popleft() if self._scripts else _Script(None)
-            if script.drop:
-                self._requests.append(RecordedRequest(method, path, headers, body, 0, arrived))
-                return None, 0.0
-            reply = script.reply or self._answer(method, path, headers, body)
-            self._requests.append(RecordedRequest(method, path, headers, body, reply.status, arrived))
-        return reply, self.delay + script.delay
-
-    def _answer(self, method: str, path: str, headers: dict[str, str], body: Any) -> _Reply:
+    def _answer(self, method: str, path: str, headers: dict[str, str], raw: bytes, body: Any) -> Reply:
         parts = path.split("?", 1)[0].strip("/").split("/")
         if method == "GET" and len(parts) == 2 and parts[0] == "media-download":
             return self._media_download(parts[1], headers)
         if method == "GET" and len(parts) == 2 and parts[0].startswith("v"):
             return self._media_info(parts[1], path, headers)
         if len(parts) != 3 or parts[2] != "messages" or not parts[0].startswith("v"):
-            return _json_reply(400, meta_error(100, f"Unknown path components: {path}"))
+            return json_reply(400, meta_error(100, f"Unknown path components: {path}"))
         phone_number_id = parts[1]
         if method != "POST":
-            return _json_reply(400, meta_error(100, f"Unsupported {method.lower()} request."))
+            return json_reply(400, meta_error(100, f"Unsupported {method.lower()} request."))
 
         known = phone_number_id in self.tokens if self.tokens else phone_number_id.isdigit()
         if not known:
@@ -249,20 +166,19 @@ class FakeGraphApi:
                 f"Unsupported post request. Object with ID '{phone_number_id}' does not exist, cannot be loaded "
                 "due to missing permissions, or does not support this operation."
             )
-            return _json_reply(400, meta_error(100, message, type_="GraphMethodException", subcode=33))
-        authorization = headers.get("authorization", "")
-        token = authorization[len("Bearer ") :] if authorization.startswith("Bearer ") else ""
+            return json_reply(400, meta_error(100, message, type_="GraphMethodException", subcode=33))
+        token = bearer_token(headers)
         expected = self.tokens.get(phone_number_id)
         if not token or (expected is not None and token != expected):
             message = "Error validating access token: Session has expired or the token is invalid."
-            return _json_reply(401, meta_error(190, message, subcode=463))
+            return json_reply(401, meta_error(190, message, subcode=463))
 
         problem = _payload_problem(body)
         if problem:
-            return _json_reply(400, meta_error(100, f"(#100) {problem}"))
+            return json_reply(400, meta_error(100, f"(#100) {problem}"))
         to = str(body.get("to") or body["recipient"])
         wamid = "wamid." + uuid.uuid4().hex.upper()
-        return _json_reply(
+        return json_reply(
             200,
             {
                 "messaging_product": "whatsapp",
@@ -271,18 +187,18 @@ class FakeGraphApi:
             },
         )
 
-    def _media_info(self, media_id: str, path: str, headers: dict[str, str]) -> _Reply:
+    def _media_info(self, media_id: str, path: str, headers: dict[str, str]) -> Reply:
         media = self.media.get(media_id)
         if media is None:
             message = f"Unsupported get request. Object with ID '{media_id}' does not exist."
-            return _json_reply(404, meta_error(100, message, type_="GraphMethodException", subcode=33))
+            return json_reply(404, meta_error(100, message, type_="GraphMethodException", subcode=33))
         refused = self._media_auth_problem(media, headers)
         if refused:
             return refused
         asked_for = parse_qs(path.split("?", 1)[1]).get("phone_number_id", [None])[0] if "?" in path else None
         if asked_for is not None and media.phone_number_id is not None and asked_for != media.phone_number_id:
-            return _json_reply(400, meta_error(100, "(#100) Param phone_number_id does not match the media's"))
-        return _json_reply(
+            return json_reply(400, meta_error(100, "(#100) Param phone_number_id does not match the media's"))
+        return json_reply(
             200,
             {
                 "messaging_product": "whatsapp",
@@ -294,25 +210,24 @@ class FakeGraphApi:
             },
         )
 
-    def _media_download(self, media_id: str, headers: dict[str, str]) -> _Reply:
+    def _media_download(self, media_id: str, headers: dict[str, str]) -> Reply:
         media = self.media.get(media_id)
         if media is None:
-            return _Reply(404, b"", {"Content-Type": "text/plain"})
+            return Reply(404, b"", {"Content-Type": "text/plain"})
         refused = self._media_auth_problem(media, headers)
         if refused:
             return refused
-        return _Reply(200, media.content, {"Content-Type": media.mime_type})
+        return Reply(200, media.content, {"Content-Type": media.mime_type})
 
-    def _media_auth_problem(self, media: _Media, headers: dict[str, str]) -> _Reply | None:
-        authorization = headers.get("authorization", "")
-        token = authorization[len("Bearer ") :] if authorization.startswith("Bearer ") else ""
+    def _media_auth_problem(self, media: _Media, headers: dict[str, str]) -> Reply | None:
+        token = bearer_token(headers)
         if media.phone_number_id is not None and media.phone_number_id in self.tokens:
             accepted = {self.tokens[media.phone_number_id]}
         else:
             accepted = set(self.tokens.values())
         if not token or (accepted and token not in accepted):
             message = "Error validating access token: Session has expired or the token is invalid."
-            return _json_reply(401, meta_error(190, message, subcode=463))
+            return json_reply(401, meta_error(190, message, subcode=463))
         return None
 
 
@@ -340,53 +255,3 @@ def _payload_problem(body: Any) -> str | None:
     else:
         return f"Param type must be one of {{text, template}}, got '{kind}'."
     return None
-
-
-class _Server(ThreadingHTTPServer):
-    request_queue_size = 256  # many senders connecting at once (socketserver's default backlog is 5)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """A client that went away mid-request (a killed worker, a timeout test) is expected; anything else is
-        printed as usual."""
-        import sys
-
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    # Headers and body go out as two writes: without TCP_NODELAY the client's delayed ACK holds each answer ~40 ms.
-    disable_nagle_algorithm = True
-    server_version = "FakeGraphApi/1.0"
-
-    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-        self._respond("POST")
-
-    def do_GET(self) -> None:  # noqa: N802
-        self._respond("GET")
-
-    def _respond(self, method: str) -> None:
-        fake: FakeGraphApi = self.server.fake  # type: ignore[attr-defined]
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        headers = {name.lower(): value for name, value in self.headers.items()}
-        reply, delay = fake._handle(method, self.path, headers, raw)
-        if reply is None:  # drop_next: no answer at all
-            self.close_connection = True
-            return
-        if delay and fake._stopping.wait(delay):
-            self.close_connection = True
-            return
-        try:
-            self.send_response(reply.status)
-            for name, value in reply.headers.items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(reply.body)))
-            self.end_headers()
-            self.wfile.write(reply.body)
-        except (BrokenPipeError, ConnectionResetError):  # the client gave up waiting (a timeout test)
-            self.close_connection = True
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - keep test output quiet
-        pass

@@ -1,4 +1,4 @@
-"""Contacts, conversations and messages (docs/inbound.md)."""
+"""Contacts, conversations and messages (docs/inbound.md); AI assistant settings and activity (docs/ai.md)."""
 
 from __future__ import annotations
 
@@ -78,6 +78,19 @@ class Conversation(TimeStampedModel):
         PENDING = "pending", _("Waiting in queue")
         OPEN = "open", _("Open (assigned)")
         RESOLVED = "resolved", _("Resolved")
+        # The AI assistant answers it (docs/ai.md): in its queue, nobody's, not handed out until it hands off.
+        AI = "ai", _("AI answering")
+
+    class AIStopReason(models.TextChoices):
+        """Why the AI assistant stopped answering a conversation (blank: it never did)."""
+
+        AGENT_TOOK = "agent_took", _("An agent took the conversation")
+        AGENT_REPLIED = "agent_replied", _("An agent replied")
+        KEYWORD = "keyword", _("The customer asked for a person")
+        MODEL = "model", _("The assistant asked for a person")
+        CAP = "cap", _("Most AI replies for one conversation reached")
+        FAILURE = "failure", _("The AI service failed")
+        OFF = "off", _("AI turned off or outside its hours")
 
     client = models.ForeignKey(Client, on_delete=models.PROTECT, related_name="conversations")
     number = models.ForeignKey("wa_sessions.WhatsAppNumber", on_delete=models.PROTECT, related_name="conversations")
@@ -102,6 +115,13 @@ class Conversation(TimeStampedModel):
     last_inbound_at = models.DateTimeField(null=True, blank=True, help_text="Opens the 24-hour reply window.")
     # Customer messages since its agent last opened it (or anyone answered): the inbox's unread badge.
     unread_count = models.PositiveIntegerField(default=0)
+    # The AI assistant (docs/ai.md): why it stopped (blank: it may answer), its replies since it (re)started,
+    # and the newest customer message it has answered or decided about (one answer per burst, never two).
+    # (Database defaults too: bulk loads that write rows in SQL need not know these columns.)
+    ai_stop_reason = models.CharField(max_length=16, choices=AIStopReason.choices, blank=True, db_default="")
+    ai_stopped_at = models.DateTimeField(null=True, blank=True)
+    ai_replies = models.PositiveIntegerField(default=0, db_default=0)
+    ai_answered_message_id = models.BigIntegerField(null=True, blank=True, editable=False)
 
     CLIENT_PATH = "client"
 
@@ -354,3 +374,18 @@ class MessageTemplate(TimeStampedModel):
         found = self.placeholders
         if found != list(range(1, len(found) + 1)):
             raise ValidationError({"body": f"Placeholders must be {{{{1}}}}, {{{{2}}}} … without gaps; found {found}."})
+
+
+from conversations.models.ai import AIActivity, AISettings  # noqa: E402  (they refer to the models above)
+
+__all__ = [
+    "AIActivity",
+    "AISettings",
+    "Contact",
+    "Conversation",
+    "Message",
+    "MessageTemplate",
+    "UnmatchedStatus",
+    "UnroutedConversation",
+    "WebhookEvent",
+]
