@@ -284,6 +284,8 @@ class AISettingsAdmin(ClientScopedAdmin):
         row = self.get_object(request, str(object_id))
         if row is None or not self.has_view_or_change_permission(request, row):
             raise Http404("No such settings.")
+        if not self.has_change_permission(request, row):
+            raise PermissionDenied  # it spends the business's tokens
         form = AITryForm(request.POST or None)
         answer = error = None
         prompt: list[dict[str, str]] = []

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from functools import lru_cache
+from urllib.parse import urlsplit
 
 import openai
 from django.conf import settings
@@ -44,9 +45,13 @@ def chat_complete(*, model: str, messages: list[dict[str, str]], temperature: fl
     """Ask the model for the next assistant message. Raises LLMError."""
     if not settings.OPENAI_API_KEY:
         raise LLMError("not_configured", "No OPENAI_API_KEY is set, so the AI assistant cannot answer.")
-    client = _client(
-        settings.OPENAI_BASE_URL, settings.OPENAI_API_KEY, float(settings.AI_TIMEOUT), int(settings.AI_MAX_RETRIES)
-    )
+    try:
+        client = _client(
+            settings.OPENAI_BASE_URL, settings.OPENAI_API_KEY, float(settings.AI_TIMEOUT), int(settings.AI_MAX_RETRIES)
+        )
+    except Exception as exc:  # the client refuses its configuration (a malformed OPENAI_BASE_URL)
+        message = f"The AI client could not be set up ({type(exc).__name__}): check OPENAI_BASE_URL."
+        raise LLMError("misconfigured", message) from None
     started = time.monotonic()
     try:
         response = client.chat.completions.create(
@@ -65,7 +70,7 @@ def chat_complete(*, model: str, messages: list[dict[str, str]], temperature: fl
             f"http_{exc.status_code}", f"The AI service answered {exc.status_code}: {_reason(exc)}"
         ) from None
     except openai.APIConnectionError:
-        where = settings.OPENAI_BASE_URL or "api.openai.com"
+        where = _host(settings.OPENAI_BASE_URL) or "api.openai.com"
         message = f"The AI service at {where} could not be reached (tried {_attempts()})."
         raise LLMError("unreachable", message) from None
     except openai.OpenAIError as exc:
@@ -79,10 +84,16 @@ def chat_complete(*, model: str, messages: list[dict[str, str]], temperature: fl
     return Completion(
         text=text,
         model=response.model or model,
-        prompt_tokens=usage.prompt_tokens if usage else 0,
-        completion_tokens=usage.completion_tokens if usage else 0,
+        prompt_tokens=(usage.prompt_tokens or 0) if usage else 0,
+        completion_tokens=(usage.completion_tokens or 0) if usage else 0,
         latency_ms=latency_ms,
     )
+
+
+def _host(url: str) -> str:
+    """Scheme, host and port of a URL: never its credentials, path or query (which may hold a key)."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}" if parts.hostname else ""
 
 
 def _attempts() -> str:

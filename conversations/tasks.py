@@ -67,5 +67,5 @@ def conversation_ai_reply_task(conversation_id: int, message_id: int) -> str:
 
 
 @shared_task(queue="default")
-def ai_replies_sweep_task() -> int:
+def ai_replies_sweep_task() -> dict[str, int]:
     return ai_replies_sweep()

@@ -17,7 +17,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from conversations.models import Conversation, Message
-from conversations.services.ai import ai_resume, ai_settings_for, ai_stop_for_agent
+from conversations.services.ai import ai_may_answer, ai_resume, ai_settings_for, ai_stop_for_agent
 from conversations.services.live import publish_conversation_updated, publish_message_created
 from conversations.services.outbound import Template, message_send
 from queues.models import Queue, QueueMembership
@@ -142,6 +142,9 @@ def conversation_transfer(
     if to_user is None and queue.pk == old_queue_id:
         raise ConversationActionError("same_queue", _("The conversation is already in that queue."))
     ai_stop_for_agent(conversation=conversation, reason=Conversation.AIStopReason.AGENT_TOOK)
+    if not conversation.ai_stop_reason:  # moved by people on purpose: no assistant takes it over after this
+        conversation.ai_stop_reason = Conversation.AIStopReason.AGENT_TOOK
+        conversation.save(update_fields=["ai_stop_reason"])
     if queue is not None and queue.pk != old_queue_id:
         conversation.queue = queue
         conversation.status = Conversation.Status.PENDING
@@ -304,6 +307,11 @@ def conversation_ai_resume(
     if row is None or not row.enabled:
         raise ConversationActionError(
             "ai_not_enabled", _("No AI assistant is turned on for this conversation's number or queue.")
+        )
+    if not ai_may_answer(row, conversation.number, timezone.now()):
+        raise ConversationActionError(
+            "ai_off_hours",
+            _("The AI assistant does not answer at this hour (%(hours)s).") % {"hours": row.get_hours_display()},
         )
     previous_agent = ai_resume(conversation=conversation, by=by)
     _notice(conversation, _("%(name)s handed the conversation back to the AI assistant.") % {"name": _name(by)}, by)

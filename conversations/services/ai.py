@@ -15,6 +15,7 @@ on for a conversation (`conversation_ai_resume`).
 from __future__ import annotations
 
 import logging
+import re
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -41,6 +42,22 @@ DEFAULT_SYSTEM_PROMPT = (
     "You are the customer service assistant of {business} on WhatsApp. Answer the customer's questions "
     "kindly, briefly and precisely, as in a chat."
 )
+# Customer messages the assistant answers (not reactions, system notices or what the engine could not read).
+ANSWERABLE = {
+    Message.Kind.TEXT,
+    Message.Kind.IMAGE,
+    Message.Kind.VIDEO,
+    Message.Kind.AUDIO,
+    Message.Kind.VOICE,
+    Message.Kind.DOCUMENT,
+    Message.Kind.STICKER,
+    Message.Kind.LOCATION,
+    Message.Kind.CONTACTS,
+    Message.Kind.INTERACTIVE,
+    Message.Kind.BUTTON,
+    Message.Kind.ORDER,
+}
+ANSWERABLE_INBOUND = {"direction": Message.Direction.INBOUND, "kind__in": sorted(ANSWERABLE)}
 # Reasons told to the customer with the hand-off message (an agent stepping in speaks for themselves).
 TELL_CUSTOMER = {Why.KEYWORD, Why.MODEL, Why.CAP, Why.FAILURE, Why.OFF}
 # How long after a customer message an unanswered AI conversation is looked at again by the sweeper.
@@ -116,7 +133,8 @@ def conversations_ai_on_inbound(
 ) -> None:
     """For the conversations a batch of customer messages just wrote to (locked by the caller, in its
     transaction): start the assistant, schedule its answer, or hand over. Called before the assignment policy,
-    so a conversation the assistant takes is not handed out."""
+    so a conversation the assistant takes is not handed out. The caller leaves out conversations that go back
+    to the agent who had them."""
     candidates = [
         (c, rows)
         for c, rows in received
@@ -129,10 +147,15 @@ def conversations_ai_on_inbound(
         return
     for conversation, rows in candidates:
         row = _pick(scoped, conversation)
-        texts = [m.body for m in rows if m.kind == Message.Kind.TEXT and m.body]
-        newest = max(m.pk for m in rows)
-        if texts and len(texts) == len(rows) and all(is_opt_out(text) for text in texts):
-            continue  # an opt-out keyword: its confirmation is the answer
+        answerable = [m for m in rows if m.kind in ANSWERABLE]
+        texts = [m.body for m in answerable if m.kind == Message.Kind.TEXT and m.body]
+        if not answerable or (len(texts) == len(answerable) and all(is_opt_out(text) for text in texts)):
+            # A reaction, an unsupported message, or an opt-out keyword (its confirmation is the answer): nothing
+            # to say. Decided, so the sweeper does not answer it either.
+            if conversation.status == S.AI:
+                _decided(conversation, max(m.pk for m in rows))
+            continue
+        newest = max(m.pk for m in answerable)
         if conversation.status == S.PENDING:
             if not ai_may_answer(row, number, now):
                 continue  # people answer, as without an assistant
@@ -154,22 +177,35 @@ def conversations_ai_on_inbound(
         _schedule_reply(conversation.pk, newest)
 
 
+def _decided(conversation: Conversation, message_id: int) -> None:
+    """The assistant has answered, or decided not to answer, the customer's messages up to `message_id`."""
+    if conversation.ai_answered_message_id is None or conversation.ai_answered_message_id < message_id:
+        conversation.ai_answered_message_id = message_id
+        conversation.save(update_fields=["ai_answered_message_id"])
+
+
 def _schedule_reply(conversation_id: int, message_id: int, countdown: float | None = None) -> None:
     from conversations.tasks import conversation_ai_reply_task
 
     delay = settings.AI_DEBOUNCE_SECONDS if countdown is None else countdown
-    transaction.on_commit(
-        lambda: conversation_ai_reply_task.apply_async((conversation_id, message_id), countdown=delay)
-    )
+
+    def enqueue() -> None:
+        try:
+            conversation_ai_reply_task.apply_async((conversation_id, message_id), countdown=delay)
+        except Exception:  # the broker is away: the message is stored; the sweeper queues its answer later
+            logger.warning("AI reply for conversation %s not queued; the sweeper will", conversation_id, exc_info=True)
+
+    transaction.on_commit(enqueue)
 
 
 # --- Answering -------------------------------------------------------------------------------------------------
 
 
 def _newest_inbound_id(conversation_id: int) -> int | None:
-    return Message.objects.filter(conversation_id=conversation_id, direction=Message.Direction.INBOUND).aggregate(
-        newest=Max("pk")
-    )["newest"]
+    """The newest customer message the assistant would answer."""
+    return Message.objects.filter(conversation_id=conversation_id, **ANSWERABLE_INBOUND).aggregate(newest=Max("pk"))[
+        "newest"
+    ]
 
 
 def _waiting_for_answer(conversation: Conversation, message_id: int) -> str:
@@ -255,6 +291,10 @@ def conversation_ai_reply(*, conversation_id: int, message_id: int) -> str:
     except LLMError as exc:
         logger.warning("AI reply for conversation %s failed: %s", conversation_id, exc.code)
         return _hand_off_locked(conversation_id, message_id, Why.FAILURE, exc.message, model=model)
+    except Exception as exc:  # whatever it was, the customer must not wait for an answer that never comes
+        logger.exception("AI reply for conversation %s failed unexpectedly", conversation_id)
+        detail = _("unexpected error (%(kind)s); see the worker's log") % {"kind": type(exc).__name__}
+        return _hand_off_locked(conversation_id, message_id, Why.FAILURE, detail, model=model)
 
     with transaction.atomic():
         conversation = Conversation.objects.select_for_update().select_related("number").get(pk=conversation_id)
@@ -263,9 +303,9 @@ def conversation_ai_reply(*, conversation_id: int, message_id: int) -> str:
             return skip
         conversation.ai_answered_message_id = message_id
         conversation.save(update_fields=["ai_answered_message_id"])
-        marker = settings.AI_HANDOFF_MARKER
-        if marker and marker in completion.text:
-            reason = completion.text.replace(marker, " ").strip()[:300]
+        handoff = _handoff_requested(completion.text)
+        if handoff is not None:
+            reason = handoff[:300]
             ai_hand_off(
                 conversation=conversation, reason=Why.MODEL, detail=reason, settings_row=row, completion=completion
             )
@@ -281,6 +321,21 @@ def conversation_ai_reply(*, conversation_id: int, message_id: int) -> str:
         _activity(conversation, AIActivity.Kind.REPLY, message=message, completion=completion)
     logger.info("AI replied in conversation %s (message %s)", conversation_id, message.pk)
     return "replied"
+
+
+def _handoff_requested(text: str) -> str | None:
+    """The reason the model gives when its answer asks for a person (AI_HANDOFF_MARKER anywhere, any case; or the
+    marker's bare word opening the answer, as models sometimes drop the brackets), else None."""
+    marker = settings.AI_HANDOFF_MARKER.strip()
+    if not marker:
+        return None
+    found = re.search(re.escape(marker), text, flags=re.IGNORECASE)
+    if found is None:
+        word = marker.strip("[]<>(){} ").strip()
+        found = re.match(rf"\s*{re.escape(word)}\b[:\s-]*", text, flags=re.IGNORECASE) if word else None
+    if found is None:
+        return None
+    return (text[: found.start()] + " " + text[found.end() :]).strip(" :-\n")
 
 
 def _hand_off_locked(conversation_id: int, message_id: int, reason: str, detail: str, model: str = "") -> str:
@@ -370,7 +425,7 @@ def ai_hand_off(
     text = _handoff_message(settings_row if settings_row is not None else ai_settings_for(conversation))
     if reason in TELL_CUSTOMER and text:
         try:
-            message_send(conversation=conversation, text=text, origin=Message.Origin.AI)
+            message_send(conversation=conversation, text=text, origin=Message.Origin.SYSTEM)
         except OutboundRefused as exc:
             logger.warning("hand-off message in conversation %s not sent: %s", conversation.pk, exc.code)
     publish_conversation_updated(
@@ -405,37 +460,73 @@ def ai_resume(*, conversation: Conversation, by: AbstractBaseUser) -> int | None
         update_fields=["status", "assigned_to", "ai_stop_reason", "ai_stopped_at", "ai_replies", "updated_at"]
     )
     publish_conversation_updated(conversation, by=by, action="ai_resumed", left_agent_id=previous_agent)
-    last = (
-        Message.objects.filter(conversation=conversation)
-        .exclude(direction=Message.Direction.INTERNAL)
-        .order_by("-created_at", "-id")
-        .values_list("pk", "direction")
-        .first()
+    # The customer's newest message, unless an agent, the assistant or an integration answered after it (a
+    # hand-off notice is no answer): the assistant answers it now.
+    conversation.ai_answered_message_id = None
+    conversation.save(update_fields=["ai_answered_message_id"])
+    newest = _newest_inbound_id(conversation.pk)
+    replied = (
+        Message.objects.filter(
+            conversation=conversation,
+            direction=Message.Direction.OUTBOUND,
+            origin__in=[Message.Origin.AGENT, Message.Origin.AI, Message.Origin.API],
+        )
+        .exclude(status=Message.Status.FAILED)
+        .aggregate(last=Max("pk"))["last"]
     )
-    if last is not None and last[1] == Message.Direction.INBOUND:
-        _schedule_reply(conversation.pk, last[0], countdown=0)
+    if newest is not None and (replied is None or replied < newest):
+        _schedule_reply(conversation.pk, newest, countdown=0)
     return previous_agent
 
 
 # --- Sweeper ---------------------------------------------------------------------------------------------------
 
 
-def ai_replies_sweep() -> int:
-    """Beat: AI conversations whose customer wrote last, longer ago than an answer can take, get their answer
-    task again (a task lost with a worker or a broker restart). Returns how many were queued."""
-    longest = settings.AI_DEBOUNCE_SECONDS + settings.AI_TIMEOUT * (settings.AI_MAX_RETRIES + 1)
-    before = timezone.now() - timedelta(seconds=longest) - SWEEP_GRACE
-    queued = 0
-    rows = (
-        Conversation.objects.filter(status=S.AI, assigned_to__isnull=True, last_inbound_at__lt=before)
-        .annotate(newest=Max("messages__pk", filter=Q(messages__direction=Message.Direction.INBOUND)))
-        .values_list("pk", "newest", "ai_answered_message_id")
-        .order_by("pk")
-    )
+def ai_replies_sweep() -> dict[str, int]:
+    """Beat, every minute, for conversations the assistant has:
+
+    - whose newest customer message is unanswered longer after it arrived than an answer can take (its task was
+      lost with a worker or a broker restart): the answer task is queued again;
+    - whose latest AI answer the provider reported failed (undeliverable, blocked): handed to people, with the
+      provider's reason in the note, so the customer does not wait for an answer that never arrived."""
     from conversations.tasks import conversation_ai_reply_task
 
-    for conversation_id, newest, answered in rows:
-        if newest is not None and (answered is None or answered < newest):
-            conversation_ai_reply_task.delay(conversation_id, newest)
+    longest = settings.AI_DEBOUNCE_SECONDS + settings.AI_TIMEOUT * (settings.AI_MAX_RETRIES + 1)
+    before = timezone.now() - timedelta(seconds=longest) - SWEEP_GRACE
+    answerable = Q(messages__direction=Message.Direction.INBOUND, messages__kind__in=sorted(ANSWERABLE))
+    answers = Q(messages__direction=Message.Direction.OUTBOUND, messages__origin=Message.Origin.AI)
+    rows = (
+        Conversation.objects.filter(status=S.AI, assigned_to__isnull=True)
+        .annotate(
+            newest=Max("messages__pk", filter=answerable),
+            newest_at=Max("messages__created_at", filter=answerable),
+            last_answer=Max("messages__pk", filter=answers),
+        )
+        .values_list("pk", "newest", "newest_at", "ai_answered_message_id", "last_answer")
+        .order_by("pk")
+    )
+    rows = list(rows)
+    failed = dict(
+        Message.objects.filter(pk__in=[r[4] for r in rows if r[4]], status=Message.Status.FAILED).values_list(
+            "conversation_id", "error_reason"
+        )
+    )
+    queued = handed_off = 0
+    for conversation_id, newest, newest_at, answered, _last_answer in rows:
+        if conversation_id in failed:
+            with transaction.atomic():
+                conversation = Conversation.objects.select_for_update().get(pk=conversation_id)
+                if conversation.status == S.AI and conversation.assigned_to_id is None:
+                    reason = failed[conversation_id] or _("no reason given")
+                    detail = _("WhatsApp did not deliver its answer: %(reason)s") % {"reason": reason}
+                    ai_hand_off(conversation=conversation, reason=Why.FAILURE, detail=detail)
+                    handed_off += 1
+            continue
+        if newest is not None and newest_at < before and (answered is None or answered < newest):
+            try:
+                conversation_ai_reply_task.delay(conversation_id, newest)
+            except Exception:  # the broker is away: the next sweep tries again
+                logger.warning("AI reply for conversation %s not queued", conversation_id, exc_info=True)
+                break
             queued += 1
-    return queued
+    return {"queued": queued, "handed_off": handed_off}

@@ -290,9 +290,11 @@ def inbound_messages_receive(
         fields = sorted({name for entry in touched.values() for name in entry.fields})
         Conversation.objects.bulk_update(changed, [*fields, "updated_at"])
     # The AI assistant first (docs/ai.md): a conversation it answers is not handed out.
+    # A reopened conversation goes back to the agent who had it, as without an assistant.
     by_conversation: dict[int, list[Message]] = {}
     for _i, row in rows:
-        by_conversation.setdefault(row.conversation.contact_id, []).append(row)
+        if not touched[row.conversation.contact_id].previous_agent:
+            by_conversation.setdefault(row.conversation.contact_id, []).append(row)
     conversations_ai_on_inbound(
         number=number,
         received=[(touched[key].conversation, found) for key, found in by_conversation.items()],

@@ -40,7 +40,7 @@ from conversations.services.actions import (
     conversation_take,
     conversation_transfer,
 )
-from conversations.services.ai import ai_settings_for
+from conversations.services.ai import ai_may_answer, ai_settings_for
 from conversations.services.outbound import OutboundRefused, Template
 from crm import inbox
 from crm.access import Access, request_access
@@ -161,9 +161,8 @@ def _session_state(number) -> str | None:
 
 
 def _ai_available(conversation: Conversation) -> bool:
-    """Whether an AI assistant is turned on for the conversation (an agent may hand it back)."""
-    row = ai_settings_for(conversation)
-    return row is not None and row.enabled
+    """Whether an AI assistant answers the conversation's customers now (an agent may hand it back)."""
+    return ai_may_answer(ai_settings_for(conversation), conversation.number, timezone.now())
 
 
 def _conversation_context(

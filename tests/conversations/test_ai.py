@@ -24,7 +24,9 @@ from conversations.services.actions import (
     ConversationActionError,
     conversation_ai_resume,
     conversation_reply,
+    conversation_resolve,
     conversation_take,
+    conversation_transfer,
 )
 from conversations.services.ai import (
     ai_hours_open,
@@ -97,6 +99,15 @@ def answer(message: Message) -> str:
 def ai_messages(conversation: Conversation) -> list[str]:
     return list(
         conversation.messages.filter(direction=Message.Direction.OUTBOUND, origin=Message.Origin.AI)
+        .order_by("pk")
+        .values_list("body", flat=True)
+    )
+
+
+def handoff_messages(conversation: Conversation) -> list[str]:
+    """What the customer was told when the assistant handed over (a system message, not the assistant's)."""
+    return list(
+        conversation.messages.filter(direction=Message.Direction.OUTBOUND, origin=Message.Origin.SYSTEM)
         .order_by("pk")
         .values_list("body", flat=True)
     )
@@ -268,7 +279,7 @@ def test_asking_for_a_person_hands_over_at_once(number, queue, openai_api, setti
     conversation.refresh_from_db()
     assert conversation.status == S.OPEN and conversation.assigned_to == ana
     assert conversation.ai_stop_reason == Why.KEYWORD
-    assert ai_messages(conversation)[-1] == settings.AI_HANDOFF_MESSAGE
+    assert handoff_messages(conversation) == [settings.AI_HANDOFF_MESSAGE]
     assert any("asked for a person" in n and "asesor" in n for n in notes(conversation))
     assert AIActivity.objects.filter(kind=AIActivity.Kind.HANDOFF, reason=Why.KEYWORD).count() == 1
     assert len(openai_api.completions) == 1  # the model was not asked about it
@@ -285,7 +296,8 @@ def test_the_model_can_ask_for_a_person(number, queue, openai_api, settings):
     conversation = Conversation.objects.get(pk=message.conversation_id)
     assert conversation.status == S.OPEN and conversation.assigned_to == ana
     assert conversation.ai_stop_reason == Why.MODEL
-    assert ai_messages(conversation) == ["Ya te atiende alguien del equipo."]  # never the marker itself
+    assert handoff_messages(conversation) == ["Ya te atiende alguien del equipo."]
+    assert ai_messages(conversation) == []  # never the marker itself, nor the model's reason
     assert any("pide un reembolso de un pedido" in n for n in notes(conversation))
 
 
@@ -463,10 +475,136 @@ def test_the_sweeper_requeues_answers_lost_with_a_worker(number, openai_api, set
     answered = say(number, "Hola", customer="51987005555")[0]
     assert answer(answered) == "replied"
     long_ago = timezone.now() - timedelta(minutes=10)
-    Conversation.objects.update(last_inbound_at=long_ago)
+    Message.objects.update(created_at=long_ago)
 
-    assert ai_replies_sweep() == 1
+    assert ai_replies_sweep() == {"queued": 1, "handed_off": 0}
+    assert queued_ai_replies() == [[lost.conversation_id, lost.pk]]
     assert Conversation.objects.get(pk=lost.conversation_id).status == S.AI
+
+
+def test_an_answer_whatsapp_reports_failed_hands_the_conversation_to_people(number, queue, openai_api):
+    ana = agent(queue, "ana")
+    ai_on(number)
+    message = say(number, "Hola")[0]
+    assert answer(message) == "replied"
+    reply = message.conversation.messages.get(origin=Message.Origin.AI)
+    Message.objects.filter(pk=reply.pk).update(status=Message.Status.FAILED, error_reason="Re-engagement message")
+
+    assert ai_replies_sweep() == {"queued": 0, "handed_off": 1}
+
+    conversation = Conversation.objects.get(pk=message.conversation_id)
+    assert conversation.ai_stop_reason == Why.FAILURE and conversation.assigned_to == ana
+    assert any("did not deliver its answer: Re-engagement message" in n for n in notes(conversation))
+
+
+def test_reactions_and_opt_outs_in_an_ai_conversation_get_no_answer_even_after_a_sweep(number, openai_api):
+    ai_on(number, max_replies=1)
+    first = say(number, "Hola")[0]
+    assert answer(first) == "replied"
+    reply = first.conversation.messages.get(origin=Message.Origin.AI)
+    payload = meta.webhook(
+        meta.messages_change(
+            number.phone_number_id,
+            messages=[meta.reaction_message("wamid.react1", CUSTOMER, reply.provider_message_id or "wamid.x", "👍")],
+            contacts=[meta.contact(CUSTOMER, "Rosa")],
+        )
+    )
+    inbound_messages_receive(number=number, messages=parse_webhook(payload).messages)
+    say(number, "BAJA")
+    Message.objects.update(created_at=timezone.now() - timedelta(minutes=10))
+
+    assert ai_replies_sweep() == {"queued": 0, "handed_off": 0}
+    conversation = Conversation.objects.get(pk=first.conversation_id)
+    # neither counted against the cap (1) nor handed over: the assistant still has it
+    assert conversation.status == S.AI and conversation.ai_stop_reason == ""
+    assert len(openai_api.completions) == 1
+
+
+def test_handing_back_after_a_failure_answers_the_customers_waiting_question(
+    number, queue, openai_api, django_capture_on_commit_callbacks
+):
+    # given the AI service failing on the customer's question: handed to Ana, the customer told so
+    ana = agent(queue, "ana")
+    ai_on(number)
+    openai_api.fail_next(2, status=500)
+    question = say(number, "¿hacen envíos a Cusco?")[0]
+    assert answer(question) == "handed_off"
+    conversation = Conversation.objects.get(pk=question.conversation_id)
+    assert conversation.assigned_to == ana
+
+    # when Ana hands it back without answering
+    with django_capture_on_commit_callbacks(execute=True):
+        conversation_ai_resume(conversation=conversation, by=ana)
+
+    # then the assistant answers the question still waiting (the hand-off notice was no answer)
+    assert queued_ai_replies() == [[conversation.pk, question.pk]]
+    assert answer(question) == "replied"
+
+
+def test_handing_back_outside_the_assistants_hours_is_refused(number, queue):
+    ana = agent(queue, "ana")
+    ai_on(number, hours=AISettings.Hours.INSIDE, business_days=[], opens_at=clock(9), closes_at=clock(18))
+    conversation = say(number, "Hola")[0].conversation
+    with pytest.raises(ConversationActionError) as refused:
+        conversation_ai_resume(conversation=conversation, by=ana)
+    assert refused.value.code == "ai_off_hours"
+
+
+def test_a_transfer_by_people_keeps_the_assistant_out(number, queue, openai_api):
+    ana = agent(queue, "ana")
+    ai_on(number)
+    conversation = say(number, "Quiero un asesor")[0].conversation  # handed to Ana
+    other = QueueFactory(client=queue.client, name="Postventa")
+    ai_on(other)
+
+    conversation_transfer(conversation=conversation, by=ana, to_queue=other)
+    say(number, "¿hola?")
+
+    conversation.refresh_from_db()
+    assert conversation.queue == other and conversation.status == S.PENDING
+    assert not openai_api.completions
+
+
+def test_a_reopened_conversation_goes_back_to_its_agent_not_the_assistant(number, queue, openai_api):
+    ana = agent(queue, "ana")
+    conversation = say(number, "Hola")[0].conversation  # no assistant yet: Ana has it
+    conversation_resolve(conversation=conversation, by=ana)
+    ai_on(number)
+
+    reopened = say(number, "Una cosa más")[0].conversation
+
+    reopened.refresh_from_db()
+    assert reopened.pk == conversation.pk and reopened.assigned_to == ana and reopened.status == S.OPEN
+
+
+@pytest.mark.parametrize(
+    "answer_text",
+    ["[HANDOFF] quiere factura", "[handoff] quiere factura", "HANDOFF: quiere factura"],
+    ids=["marker", "any case", "bare word"],
+)
+def test_the_hand_off_marker_is_recognised_in_the_forms_models_write_it(number, queue, openai_api, answer_text):
+    agent(queue, "ana")
+    ai_on(number)
+    openai_api.reply_next(answer_text)
+    message = say(number, "necesito factura")[0]
+
+    assert answer(message) == "handed_off"
+    conversation = Conversation.objects.get(pk=message.conversation_id)
+    assert conversation.ai_stop_reason == Why.MODEL
+    assert any(n.endswith("quiere factura") for n in notes(conversation))
+    assert not conversation.messages.filter(body__icontains="handoff", direction=Message.Direction.OUTBOUND)
+
+
+def test_a_malformed_base_url_hands_over_with_a_clear_note(number, queue, settings):
+    settings.OPENAI_API_KEY = "sk-anything"
+    settings.OPENAI_BASE_URL = "http://user:secret@[::1/v1"
+    agent(queue, "ana")
+    ai_on(number)
+    message = say(number, "Hola")[0]
+
+    assert answer(message) == "handed_off"
+    written = " ".join(notes(message.conversation))
+    assert "check OPENAI_BASE_URL" in written and "secret" not in written
 
 
 def test_usage_counts_replies_hand_offs_failures_and_tokens_per_number_and_queue(number, queue, openai_api, settings):

@@ -4,6 +4,7 @@ fake OpenAI-compatible API, the usage page per number and queue, and the activit
 from __future__ import annotations
 
 import pytest
+from django.contrib.auth.models import Permission
 
 from conversations.models import AIActivity, AISettings, Conversation
 from tests.conversations.factories import ConversationFactory
@@ -163,3 +164,18 @@ def test_activity_is_read_only(admin_client, ventas):
     assert (
         admin_client.post(f"/admin/conversations/aiactivity/{activity.pk}/delete/", {"post": "yes"}).status_code == 403
     )
+
+
+def test_try_it_is_for_staff_who_may_change_the_settings_of_their_own_clients(client, ventas, marketing, openai_api):
+    # another client's settings do not exist for this staff member
+    staff_login(client, ventas)
+    foreign = AISettings.objects.create(number=WhatsAppNumberFactory(client=marketing))
+    assert client.post(f"{SETTINGS}{foreign.pk}/try/", {"question": "Hola"}).status_code == 404
+
+    # and someone who may only look at settings cannot spend the business's tokens
+    viewer = staff_login(client, ventas, role=None)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_aisettings"))
+    own = AISettings.objects.create(number=WhatsAppNumberFactory(client=ventas))
+    assert client.get(f"{SETTINGS}{own.pk}/change/").status_code == 200
+    assert client.post(f"{SETTINGS}{own.pk}/try/", {"question": "Hola"}).status_code == 403
+    assert not openai_api.completions
