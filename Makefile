@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PY := $(BIN)/python
 
-.PHONY: run test bench install install-dev lint format migrations key services clean
+.PHONY: run test bench install install-dev lint format migrations schema key services clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,10 @@ format: install-dev
 
 migrations: install
 	$(PY) manage.py makemigrations
+
+## schema: write the REST API's OpenAPI schema to docs/openapi.yaml (a test fails while it is out of date)
+schema: install
+	DJANGO_SETTINGS_MODULE=config.settings.test $(PY) manage.py spectacular --validate --fail-on-warn --file docs/openapi.yaml
 
 ## key: print a new Fernet key for TOKEN_ENCRYPTION_KEY
 key: install

@@ -19,8 +19,9 @@ app = Celery("config")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 
 # default: short tasks (inbound processing, AI replies, Cloud API sends); campaigns: campaign dispatch;
-# sessions: work for the process that owns WhatsApp Web connections.
-TASK_QUEUES = ("default", "campaigns", "sessions")
+# sessions: work for the process that owns WhatsApp Web connections; webhooks: event webhook deliveries, in their
+# own process so a slow or failing receiver never takes a slot from inbound processing or campaigns.
+TASK_QUEUES = ("default", "campaigns", "sessions", "webhooks")
 app.conf.task_queues = [Queue(name, Exchange(name, type="direct"), routing_key=name) for name in TASK_QUEUES]
 app.conf.task_default_exchange = "default"
 app.conf.task_default_routing_key = "default"

@@ -12,6 +12,7 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("webhooks/whatsapp/", whatsapp_webhook, name="whatsapp-webhook"),
+    path("api/v1/", include("config.api_urls")),
     path("sandbox/", include("sessions.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
     # The agent-facing CRM is the site's front door; staff reach the operator console at /admin/.

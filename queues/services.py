@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
+from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
 from django.db.models import Count
@@ -19,6 +20,8 @@ from django.utils import timezone
 
 from conversations.models import Conversation
 from crm.events import publish_on_commit, queue_group, user_group
+from crm.models import WebhookEventType
+from crm.webhooks import webhook_event_wanted, webhook_events_emit
 from queues.locks import queue_memberships_lock
 from queues.models import AgentAvailability, QueueMembership
 
@@ -84,6 +87,19 @@ def conversation_assign(
         publish_on_commit(user_group(previous), event)
     if conversation.queue_id:
         publish_on_commit(queue_group(conversation.queue_id), event)
+    if webhook_event_wanted(client_id=conversation.client_id, type=WebhookEventType.CONVERSATION_ASSIGNED):
+        agent = get_user_model().objects.filter(pk=user_id).values("username", "first_name", "last_name").first()
+        name = f"{agent['first_name']} {agent['last_name']}".strip() if agent else ""
+        webhook_events_emit(
+            client_id=conversation.client_id,
+            type=WebhookEventType.CONVERSATION_ASSIGNED,
+            data={
+                **event["data"],
+                "agent": {"id": user_id, "username": agent["username"] if agent else "", "name": name},
+                "number": conversation.number_id,
+                "contact": conversation.contact_id,
+            },
+        )
     logger.info("conversation %s assigned to user %s (%s)", conversation.pk, user_id, reason)
     return conversation
 

@@ -20,6 +20,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.postgres",
     "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "channels",
     "django_celery_beat",
     "crm",
@@ -267,16 +269,57 @@ AI_HANDOFF_MESSAGE = env.str(
 # What the model answers when it wants a person to take over (the system prompt tells it so).
 AI_HANDOFF_MARKER = env.str("AI_HANDOFF_MARKER", default="[HANDOFF]")
 
+# --- Event webhooks (docs/webhooks.md) -----------------------------------------------------------------------
+# Outbound: events POSTed to the URLs staff register per client, sent by the `webhooks` worker. Seconds one POST
+# may take; the first retry's wait in seconds (doubling per attempt, at most an hour, each x 0.5-1.5 at random);
+# seconds after the event when retries stop and the delivery is given up.
+EVENT_WEBHOOK_TIMEOUT = env.float("EVENT_WEBHOOK_TIMEOUT", default=5.0)
+EVENT_WEBHOOK_BACKOFF_BASE = env.float("EVENT_WEBHOOK_BACKOFF_BASE", default=10.0)
+EVENT_WEBHOOK_GIVE_UP_AFTER = env.int("EVENT_WEBHOOK_GIVE_UP_AFTER", default=24 * 3600)
+# campaign.progress goes out at most once every this many seconds per campaign (always when its status changes).
+EVENT_WEBHOOK_PROGRESS_EVERY = env.float("EVENT_WEBHOOK_PROGRESS_EVERY", default=10.0)
+
 # --- Health ------------------------------------------------------------------------------------------------
 # Queues /healthz expects at least one worker to consume, and how stale beat's last tick may be.
-HEALTH_EXPECTED_QUEUES: list[str] = env.list("HEALTH_EXPECTED_QUEUES", default=["default", "campaigns", "sessions"])
+HEALTH_EXPECTED_QUEUES: list[str] = env.list(
+    "HEALTH_EXPECTED_QUEUES", default=["default", "campaigns", "sessions", "webhooks"]
+)
 HEALTH_BEAT_MAX_AGE = env.int("HEALTH_BEAT_MAX_AGE", default=120)
 HEALTH_CHECK_TIMEOUT = env.float("HEALTH_CHECK_TIMEOUT", default=1.5)
 
-# --- REST framework ----------------------------------------------------------------------------------------
+# --- REST API (docs/api.md) ------------------------------------------------------------------------------
+# Requests per token (or per signed-in person) in a window: "600/min", "20/s", "10000/hour".
+API_RATE_LIMIT = env.str("API_RATE_LIMIT", default="600/min")
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "crm.api.auth.ApiTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated", "crm.api.auth.ScopePermission"],
+    "DEFAULT_THROTTLE_CLASSES": ["crm.api.auth.ApiRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {"api": API_RATE_LIMIT},
+    "DEFAULT_PAGINATION_CLASS": "crm.api.pagination.ApiPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    # JSON everywhere; operations that take a file (a campaign's recipients) add multipart themselves.
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "EXCEPTION_HANDLER": "crm.api.errors.api_exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "crm.api.schema.ApiAutoSchema",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "WhatsApp CRM API",
+    "DESCRIPTION": "Numbers, conversations, contacts, campaigns, queues and agents of one client. See docs/api.md.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SCHEMA_PATH_PREFIX": "/api/v1",
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "crm.api.schema.add_error_responses",
+    ],
 }
 
 # --- Logging -----------------------------------------------------------------------------------------------

@@ -20,6 +20,8 @@ from conversations.models import Conversation, Message
 from conversations.services.ai import ai_may_answer, ai_resume, ai_settings_for, ai_stop_for_agent
 from conversations.services.live import publish_conversation_updated, publish_message_created
 from conversations.services.outbound import Template, message_send
+from crm.models import WebhookEventType
+from crm.webhooks import webhook_events_emit
 from queues.models import Queue, QueueMembership
 from queues.services import conversation_assign, conversation_assign_by_policy, queue_dispatch_waiting
 
@@ -183,6 +185,19 @@ def conversation_resolve(
     conversation.save(update_fields=["status", "resolved_at", "snoozed_until", "unread_count", "updated_at"])
     _notice(conversation, _("%(name)s resolved the conversation.") % {"name": _name(by)}, by)
     publish_conversation_updated(conversation, by=by, action="resolved")
+    webhook_events_emit(
+        client_id=conversation.client_id,
+        type=WebhookEventType.CONVERSATION_RESOLVED,
+        data={
+            "conversation": conversation.pk,
+            "number": conversation.number_id,
+            "contact": conversation.contact_id,
+            "queue": conversation.queue_id,
+            "agent": conversation.assigned_to_id,
+            "by": {"id": by.pk, "username": by.get_username(), "name": by.get_full_name()},
+            "resolved_at": conversation.resolved_at,
+        },
+    )
     _hand_out_after_commit(conversation.queue_id)
     return conversation
 

@@ -23,7 +23,8 @@ from conversations.inbound import InboundMessage, InboundSender
 from conversations.models import Contact, Conversation, Message
 from conversations.services.ai import conversations_ai_on_inbound
 from conversations.services.live import publish_message_created
-from crm.models import Client
+from crm.models import Client, WebhookEventType
+from crm.webhooks import webhook_event_wanted, webhook_events_emit_many
 from queues.services import conversation_assign_by_policy
 from sessions.models import WhatsAppNumber
 
@@ -307,6 +308,7 @@ def inbound_messages_receive(
 
     stored_rows = dict(rows)
     announced: set[int] = set()  # a conversation is "created" or "reopened" by its first message only
+    received: list[tuple[Message, Contact, str]] = []
     for i in accepted:
         message = messages[i]
         row = stored_rows.get(i)
@@ -316,8 +318,17 @@ def inbound_messages_receive(
             announced.add(row.conversation_id)
             publish_message_created(row, entry.conversation, action)
             results[i] = ReceiveResult(row, True, action)
+            received.append((row, contacts[i], action))
         else:
             results[i] = ReceiveResult(stored_by_wamid[message.provider_message_id], False, "existing")
+    if received and webhook_event_wanted(client_id=number.client_id, type=WebhookEventType.MESSAGE_RECEIVED):
+        webhook_events_emit_many(
+            client_id=number.client_id,
+            events=[
+                (WebhookEventType.MESSAGE_RECEIVED, _received_data(row, contact, action))
+                for row, contact, action in received
+            ],
+        )
     if rows:
         from campaigns.services.recipients import recipients_mark_replied
 
@@ -327,6 +338,21 @@ def inbound_messages_receive(
         [(contacts[i], row) for i, row in rows if row.kind == Message.Kind.TEXT and is_opt_out(row.body)], at=now
     )
     return results  # type: ignore[return-value]
+
+
+def _received_data(row: Message, contact: Contact, action: str) -> dict:
+    """The `message.received` event webhook's data (docs/webhooks.md)."""
+    return {
+        "message": row.pk,
+        "conversation": row.conversation_id,
+        "conversation_action": action,
+        "number": row.number_id,
+        "contact": {"id": contact.pk, "name": contact.name, "phone": contact.phone},
+        "kind": row.kind,
+        "body": row.body,
+        "media": {"mime_type": row.media_mime_type, "filename": row.media_filename} if row.media_id else None,
+        "timestamp": row.provider_timestamp,
+    }
 
 
 def _contacts_opt_out(found: list[tuple[Contact, Message]], *, at) -> None:

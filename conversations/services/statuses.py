@@ -16,6 +16,8 @@ from django.utils import timezone
 from conversations.inbound import StatusUpdate
 from conversations.models import Conversation, Message, UnmatchedStatus
 from conversations.services.live import publish_message_status
+from crm.models import WebhookEventType
+from crm.webhooks import webhook_events_emit, webhook_events_emit_many
 from sessions.models import WhatsAppNumber
 
 logger = logging.getLogger(__name__)
@@ -57,10 +59,30 @@ def message_status_move(message: Message, *, status: str, at, error_code: str = 
     moved = Message.objects.filter(pk=message.pk, status__in=lower).update(**values) == 1
     if moved:
         message.status = status
-        publish_message_status(
-            message.pk, message.conversation, status, values.get("error_code", ""), values.get("error_reason", "")
+        code, reason = values.get("error_code", ""), values.get("error_reason", "")
+        publish_message_status(message.pk, message.conversation, status, code, reason)
+        conversation = message.conversation
+        webhook_events_emit(
+            client_id=conversation.client_id,
+            type=WebhookEventType.MESSAGE_STATUS,
+            data=_status_data(message.pk, conversation.pk, message.number_id, status, at, code, reason),
         )
     return moved
+
+
+def _status_data(
+    message_id: int, conversation_id: int, number_id: int, status: str, at, error_code: str, error_reason: str
+) -> dict:
+    """The `message.status` event webhook's data (docs/webhooks.md)."""
+    return {
+        "message": message_id,
+        "conversation": conversation_id,
+        "number": number_id,
+        "status": status,
+        "status_at": at,
+        "error_code": error_code,
+        "error_reason": error_reason,
+    }
 
 
 @transaction.atomic
@@ -78,6 +100,7 @@ def message_status_apply(*, number: WhatsAppNumber, update: StatusUpdate) -> str
                 "pk",
                 "direction",
                 "status",
+                "number",
                 "conversation__client_id",
                 "conversation__queue_id",
                 "conversation__assigned_to_id",
@@ -179,7 +202,8 @@ def message_statuses_apply(*, number: WhatsAppNumber, updates: list[StatusUpdate
                     [value for move in moves for value in move],
                 )
                 moved = {row[0] for row in cursor.fetchall()}
-        for pk, status, _at, code, reason, _rank in moves:
+        events: dict[int, list] = {}  # by client
+        for pk, status, at, code, reason, _rank in moves:
             if pk in moved:
                 row = by_pk[pk]
                 conversation = Conversation(
@@ -189,6 +213,10 @@ def message_statuses_apply(*, number: WhatsAppNumber, updates: list[StatusUpdate
                     assigned_to_id=row["conversation__assigned_to_id"],
                 )
                 publish_message_status(pk, conversation, status, code, reason)
+                data = _status_data(pk, conversation.pk, number.pk, status, at, code, reason)
+                events.setdefault(conversation.client_id, []).append((WebhookEventType.MESSAGE_STATUS, data))
+        for client_id, client_events in events.items():
+            webhook_events_emit_many(client_id=client_id, events=client_events)
 
     for index, update in enumerate(updates):
         if update.status not in PROVIDER_STATUSES:

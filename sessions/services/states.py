@@ -17,6 +17,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from crm.events import publish_on_commit, sessions_group
+from crm.models import WebhookEventType
+from crm.webhooks import webhook_events_emit
 from sessions.leases import redis_connection
 from sessions.models import NumberSession, SessionOutage, SessionState, SessionStateChange, WhatsAppNumber
 from sessions.selectors import session_state_data
@@ -126,6 +128,19 @@ def session_state_set(
             open_outage = SessionOutage.objects.filter(number_id=number_id, ended_at__isnull=True)
             open_outage.update(ended_at=now, updated_at=now)
         logger.info("session %s: %s -> %s (%s)", number_id, previous, state, reason or "-")
+        webhook_events_emit(
+            client_id=number.client_id,
+            type=WebhookEventType.SESSION_STATE,
+            data={
+                "number": number.pk,
+                "alias": number.alias,
+                "engine": number.engine,
+                "state": state,
+                "previous_state": previous,
+                "reason": reason,
+                "at": now,
+            },
+        )
     _publish(session, number)
     return changed
 

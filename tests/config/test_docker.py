@@ -32,7 +32,7 @@ PROCFILE = ROOT / "Procfile"
 # The official schema, byte for byte from compose-spec/compose-spec (schema/compose-spec.json, Apache-2.0).
 SCHEMA = Path(__file__).with_name("compose-spec.json")
 
-APP_SERVICES = ("web", "worker", "sessions", "beat")
+APP_SERVICES = ("web", "worker", "sessions", "webhooks", "beat")
 DATA_SERVICES = ("postgres", "redis")
 # `${NAME:?message}`: Compose refuses to start, printing the message, while NAME is unset or empty.
 REQUIRED_VARIABLE = re.compile(r"\$\{(?P<name>[A-Z_][A-Z0-9_]*):\?(?P<message>[^}]+)\}")
@@ -128,13 +128,18 @@ def test_app_services_share_one_image_and_configuration(compose):
 def test_commands_match_the_procfile(compose):
     procfile = procfile_commands()
     services = compose["services"]
-    for name in ("worker", "sessions"):
+    for name in ("worker", "sessions", "webhooks"):
         command = services[name]["command"]
         assert command[:4] == ["celery", "-A", "config", "worker"]
         assert option(command, "-Q") == option(procfile[name], "-Q")
         assert option(command, "-n") == option(procfile[name], "-n") == f"{name}@%h"
     # the sessions worker sends from the process holding the connections: threads pool, in both
     assert option(services["sessions"]["command"], "-P") == option(procfile["sessions"], "-P") == "threads"
+    # event webhooks wait on receivers, in their own process so they never take the inbound worker's slots
+    assert option(services["webhooks"]["command"], "-Q") == "webhooks"
+    assert option(services["webhooks"]["command"], "-P") == option(procfile["webhooks"], "-P") == "threads"
+    concurrency = "--concurrency=${WEBHOOKS_CONCURRENCY:-8}"
+    assert concurrency in services["webhooks"]["command"] and concurrency in procfile["webhooks"]
     assert services["beat"]["command"][:4] == procfile["beat"][:4] == ["celery", "-A", "config", "beat"]
 
     web = services["web"]["command"]
@@ -155,7 +160,7 @@ def test_every_service_has_a_healthcheck(compose):
     assert "http://127.0.0.1:8000/healthz" in web["test"][-1]
     assert web["test"][:3] == ["CMD", "python", "-c"]  # no curl in slim images
     assert int(web["start_period"].rstrip("s")) >= 60, "/healthz is 503 until workers and beat are up"
-    for name in ("worker", "sessions"):
+    for name in ("worker", "sessions", "webhooks"):
         # `$$` is Compose's escape: the container's shell sees $HOSTNAME, the same host name as `-n name@%h`.
         assert services[name]["healthcheck"]["test"] == [
             "CMD-SHELL",
@@ -420,6 +425,7 @@ def test_compose_resolves_to_a_working_local_demo_with_only_the_secrets_set(comp
     assert resolved["x-app"]["image"] == services["beat"]["image"] == "whatsapp-crm:local"
     assert services["web"]["ports"] == ["127.0.0.1:8000:8000"]
     assert "--concurrency=2" in services["worker"]["command"]
+    assert "--concurrency=8" in services["webhooks"]["command"]
     assert services["worker"]["healthcheck"]["test"][-1].endswith("-d worker@$HOSTNAME --timeout 10")
     assert services["postgres"]["healthcheck"]["test"][-1] == 'pg_isready -U "${POSTGRES_USER}" -d "${POSTGRES_DB}"'
 

@@ -106,7 +106,7 @@ def test_healthz_names_queues_without_a_worker_and_is_green_when_every_process_r
         return client.get("/healthz")
 
     try:
-        # given: a worker for default+campaigns and beat, but nobody on the sessions queue
+        # given: a worker for default+campaigns and beat, but nobody on the sessions and webhooks queues
         start("worker", "-Q", "default,campaigns", "-n", f"worker-{tag}@%h", "--pool=solo", "--without-mingle")
         start("beat", "--loglevel=WARNING", "-s", "/tmp/unused")
         partial = wait_for(
@@ -118,10 +118,11 @@ def test_healthz_names_queues_without_a_worker_and_is_green_when_every_process_r
         assert partial, status().json()
         assert partial.status_code == 503
         assert partial.json()["failing"] == ["workers"]
-        assert partial.json()["checks"]["workers"]["error"] == "no worker consumes queue(s): sessions"
+        assert partial.json()["checks"]["workers"]["error"] == "no worker consumes queue(s): sessions, webhooks"
 
-        # when: the sessions worker starts
+        # when: the sessions and webhooks workers start
         start("worker", "-Q", "sessions", "-n", f"sessions-{tag}@%h", "--pool=solo", "--without-mingle")
+        start("worker", "-Q", "webhooks", "-n", f"webhooks-{tag}@%h", "--pool=solo", "--without-mingle")
 
         # then: everything is healthy
         healthy = wait_for(lambda: (r := status()).status_code == 200 and r, timeout=45)
@@ -129,6 +130,7 @@ def test_healthz_names_queues_without_a_worker_and_is_green_when_every_process_r
         body = healthy.json()
         assert body["status"] == "ok" and body["failing"] == []
         assert any(name.startswith(f"sessions-{tag}@") for name in body["checks"]["workers"]["detail"]["sessions"])
+        assert any(name.startswith(f"webhooks-{tag}@") for name in body["checks"]["workers"]["detail"]["webhooks"])
         assert body["checks"]["beat"]["detail"]["last_tick_age_seconds"] < 30
     finally:
         stop_processes(procs)

@@ -1,0 +1,1 @@
+"""The REST API's endpoints of the conversations app (docs/api.md)."""

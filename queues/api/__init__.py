@@ -1,0 +1,1 @@
+"""The REST API's endpoints of the queues app (docs/api.md)."""

@@ -1,0 +1,1 @@
+"""The REST API's endpoints of the sessions app (docs/api.md)."""

@@ -1,0 +1,404 @@
+"""The numbers of the REST API (docs/api.md, docs/sessions.md): WhatsApp numbers with their session state, the
+QR code to pair a WhatsApp Web / sandbox number, and staff's connect / disconnect / reset.
+
+Who sees a number: tokens and staff every number of their client(s); supervisors and agents the numbers whose
+queue is one of theirs. A number outside that answers 404. The QR code (and the pairing code) links a phone to
+the number, so among people only staff get it, as only staff pair numbers in admin. Secrets of a number (Cloud API
+access token, verify token) are never part of an answer.
+"""
+
+from __future__ import annotations
+
+import base64
+
+from django.db.models import QuerySet
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import exceptions, serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from crm.access import Access
+from crm.api.auth import api_access
+from crm.api.errors import ApiRefused
+from crm.api.pagination import ApiPagination
+from crm.models import ApiToken
+from sessions.engines import connection_engine_names
+from sessions.models import Engine, NumberSession, SessionState, SessionStateChange, WhatsAppNumber
+from sessions.qr import qr_png
+from sessions.services import (
+    SessionActionError,
+    session_connect_request,
+    session_disconnect_request,
+    session_reset,
+)
+
+TAGS = ["numbers"]
+HISTORY_LIMIT = 20
+ERROR_REF = {"$ref": "#/components/schemas/Error"}  # crm/api/schema.py adds the component
+NUMBER_ID = OpenApiParameter("id", int, OpenApiParameter.PATH, description="The number's id.")
+
+
+# -- reads ------------------------------------------------------------------------------------------------------
+# (Kept here rather than in sessions/selectors.py only because this change may not touch that module.)
+
+
+def numbers_visible(access: Access) -> QuerySet[WhatsAppNumber]:
+    """The numbers the caller may see, with what every answer shows (queue, session) in the same query."""
+    queryset = WhatsAppNumber.objects.select_related("queue", "session")
+    if access.client_ids is not None:
+        queryset = queryset.filter(client_id__in=access.client_ids)
+    if not access.is_staff:
+        queryset = queryset.filter(queue_id__in=access.queue_ids)
+    return queryset.order_by("client__name", "alias", "pk")
+
+
+def number_visible_get(access: Access, pk: int) -> WhatsAppNumber:
+    number = numbers_visible(access).filter(pk=pk).first()
+    if number is None:
+        raise exceptions.NotFound("No such number.")
+    return number
+
+
+def session_of(number: WhatsAppNumber) -> NumberSession:
+    """The number's session; every saved number has one (number_session_ensure). Should one be missing, the
+    number has never been connected and nobody asked for it: shown disconnected, never created by a read."""
+    try:
+        return number.session
+    except NumberSession.DoesNotExist:
+        return NumberSession(number_id=number.pk, keep_connected=False)
+
+
+def has_connection(number: WhatsAppNumber) -> bool:
+    return number.engine in connection_engine_names()
+
+
+def qr_waiting(session: NumberSession) -> bool:
+    """Whether the number shows a QR code to scan now (as the admin's session panel decides)."""
+    return session.state == SessionState.WAITING_QR and bool(session.qr_code)
+
+
+def number_data(number: WhatsAppNumber) -> dict:
+    session = session_of(number)
+    return {
+        "id": number.pk,
+        "alias": number.alias,
+        "display_number": number.display_number,
+        "phone_number_id": number.phone_number_id,
+        "engine": number.engine,
+        "has_connection": has_connection(number),
+        "is_active": number.is_active,
+        "client": number.client_id,
+        "queue": {"id": number.queue.pk, "name": number.queue.name} if number.queue else None,
+        "state": session.state,
+        "state_label": session.get_state_display(),
+        "state_since": session.state_changed_at,
+        "needs_attention": number.attention_since is not None,
+        "attention_reason": number.attention_reason or None,
+        "attention_since": number.attention_since,
+        "created_at": number.created_at,
+        "updated_at": number.updated_at,
+    }
+
+
+def state_data(number: WhatsAppNumber, session: NumberSession, *, access: Access) -> dict:
+    waiting = qr_waiting(session)
+    return {
+        "number": number.pk,
+        "state": session.state,
+        "state_label": session.get_state_display(),
+        "reason": session.state_reason,
+        "since": session.state_changed_at,
+        "keep_connected": session.keep_connected,
+        "has_connection": has_connection(number),
+        "qr_available": waiting,
+        "qr_expires_at": session.qr_expires_at if waiting else None,
+        "pairing_code": (session.pairing_code or None) if access.is_staff else None,
+        "last_connected_at": session.last_connected_at,
+        "banned_until": session.banned_until,
+    }
+
+
+def refusal(number: WhatsAppNumber, error: Exception) -> ApiRefused:
+    """A session service's refusal as 409 with a stable code: `no_connection` (a Cloud API number: nothing to
+    connect), `inactive` (deactivated number), `no_session` (the number has no session row), else
+    `not_connectable`."""
+    if not has_connection(number):
+        code = "no_connection"
+    elif isinstance(error, NumberSession.DoesNotExist):
+        return ApiRefused("no_session", f"{number.alias} has no session yet; save it once in admin.")
+    elif not number.is_active:
+        code = "inactive"
+    else:
+        code = "not_connectable"
+    return ApiRefused(code, str(error))
+
+
+# -- numbers -------------------------------------------------------------------------------------------------
+
+
+class NumberListApi(APIView):
+    """The numbers the caller may see, a page at a time: tokens and staff every number of their client(s),
+    supervisors and agents those of their queues."""
+
+    pagination_class = ApiPagination
+
+    class FilterSerializer(serializers.Serializer):
+        engine = serializers.ChoiceField(choices=Engine.choices, required=False)
+        is_active = serializers.BooleanField(required=False, allow_null=True, default=None)
+        state = serializers.ChoiceField(choices=SessionState.choices, required=False, help_text="Session state.")
+        queue = serializers.IntegerField(required=False, min_value=1, help_text="A queue's id.")
+
+    class OutputSerializer(serializers.Serializer):
+        class QueueSerializer(serializers.Serializer):
+            id = serializers.IntegerField()
+            name = serializers.CharField()
+
+        id = serializers.IntegerField()
+        alias = serializers.CharField()
+        display_number = serializers.CharField()
+        phone_number_id = serializers.CharField(
+            help_text="Meta's phone-number id for Cloud API numbers; a placeholder (wsp-…) for the others."
+        )
+        engine = serializers.ChoiceField(choices=Engine.choices)
+        has_connection = serializers.BooleanField(
+            help_text="WhatsApp Web and sandbox numbers have a connection (state, QR code, connect / disconnect); "
+            "Cloud API numbers have none (their session stays disconnected)."
+        )
+        is_active = serializers.BooleanField()
+        client = serializers.IntegerField(help_text="The client's id.")
+        queue = QueueSerializer(allow_null=True, help_text="Where the number's conversations go; null: nowhere.")
+        state = serializers.ChoiceField(choices=SessionState.choices, help_text="The session's state.")
+        state_label = serializers.CharField()
+        state_since = serializers.DateTimeField(allow_null=True, help_text="When the session entered its state.")
+        needs_attention = serializers.BooleanField(
+            help_text="The provider stopped accepting sends from the number until staff act (expired token, "
+            "restricted account)."
+        )
+        attention_reason = serializers.CharField(allow_null=True)
+        attention_since = serializers.DateTimeField(allow_null=True)
+        created_at = serializers.DateTimeField()
+        updated_at = serializers.DateTimeField()
+
+    @extend_schema(
+        parameters=[FilterSerializer],
+        responses=OutputSerializer(many=True),
+        operation_id="numbers_list",
+        tags=TAGS,
+    )
+    def get(self, request: Request) -> Response:
+        filters = self.FilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        wanted = filters.validated_data
+        numbers = numbers_visible(api_access(request))
+        if "engine" in wanted:
+            numbers = numbers.filter(engine=wanted["engine"])
+        if wanted.get("is_active") is not None:
+            numbers = numbers.filter(is_active=wanted["is_active"])
+        if "state" in wanted:
+            numbers = numbers.filter(session__state=wanted["state"])
+        if "queue" in wanted:
+            numbers = numbers.filter(queue_id=wanted["queue"])
+        paginator = ApiPagination()
+        page = paginator.paginate_queryset(numbers, request, view=self)
+        data = self.OutputSerializer([number_data(number) for number in page], many=True).data
+        return paginator.get_paginated_response(data)
+
+
+class NumberDetailApi(APIView):
+    """One number: what the list shows, its sending pace and its newest session state changes."""
+
+    class OutputSerializer(NumberListApi.OutputSerializer):
+        class HistorySerializer(serializers.Serializer):
+            from_state = serializers.CharField(help_text="A session state code, as `state`.")
+            state = serializers.ChoiceField(choices=SessionState.choices)
+            reason = serializers.CharField()
+            at = serializers.DateTimeField()
+
+        send_rate = serializers.FloatField(
+            allow_null=True, help_text="Messages per second; null: the engine's default."
+        )
+        daily_cap = serializers.IntegerField(allow_null=True, help_text="Campaign messages per day; null: no cap.")
+        warmup_days = serializers.IntegerField()
+        time_zone = serializers.CharField(
+            help_text="IANA time zone of the daily cap and quiet hours (the site's when the number names none)."
+        )
+        state_history = HistorySerializer(
+            many=True, help_text=f"The session's newest state changes, newest first (at most {HISTORY_LIMIT})."
+        )
+
+    @extend_schema(parameters=[NUMBER_ID], responses=OutputSerializer, operation_id="numbers_retrieve", tags=TAGS)
+    def get(self, request: Request, id: int) -> Response:
+        number = number_visible_get(api_access(request), id)
+        history = SessionStateChange.objects.filter(number=number).order_by("-created_at", "-id")[:HISTORY_LIMIT]
+        data = {
+            **number_data(number),
+            "send_rate": number.send_rate,
+            "daily_cap": number.daily_cap,
+            "warmup_days": number.warmup_days,
+            "time_zone": number.zone.key,
+            "state_history": [
+                {"from_state": c.from_state, "state": c.state, "reason": c.reason, "at": c.created_at} for c in history
+            ],
+        }
+        return Response(self.OutputSerializer(data).data)
+
+
+# -- the session: state, QR code, actions ---------------------------------------------------------------------
+
+
+class NumberStateApi(APIView):
+    """The number's live session state, as the sessions worker last reported it."""
+
+    class OutputSerializer(serializers.Serializer):
+        number = serializers.IntegerField(help_text="The number's id.")
+        state = serializers.ChoiceField(choices=SessionState.choices, help_text="The session's state.")
+        state_label = serializers.CharField()
+        reason = serializers.CharField(help_text="Why the session is in its state (may be empty).")
+        since = serializers.DateTimeField(allow_null=True)
+        keep_connected = serializers.BooleanField(
+            help_text="What staff asked for: connect and stay connected (turned off by a disconnect, a logout "
+            "from the phone, a conflict or an unscanned QR code)."
+        )
+        has_connection = serializers.BooleanField(help_text="False for Cloud API numbers: nothing to connect.")
+        qr_available = serializers.BooleanField(help_text="A QR code waits to be scanned: GET …/qr/.")
+        qr_expires_at = serializers.DateTimeField(allow_null=True)
+        pairing_code = serializers.CharField(
+            allow_null=True, help_text="The code to type on the phone instead of scanning, if asked; staff only."
+        )
+        last_connected_at = serializers.DateTimeField(allow_null=True)
+        banned_until = serializers.DateTimeField(allow_null=True)
+
+    @extend_schema(parameters=[NUMBER_ID], responses=OutputSerializer, operation_id="numbers_state", tags=TAGS)
+    def get(self, request: Request, id: int) -> Response:
+        access = api_access(request)
+        number = number_visible_get(access, id)
+        return Response(self.OutputSerializer(state_data(number, session_of(number), access=access)).data)
+
+
+class NumberQrApi(APIView):
+    """The QR code to scan with the phone (WhatsApp > Linked devices) while the number waits for it. It links a
+    phone to the number: people get it only as staff (a token acts as its client's staff)."""
+
+    class OutputSerializer(serializers.Serializer):
+        qr = serializers.CharField(help_text="The raw code, to draw with any QR library.")
+        png = serializers.CharField(help_text="The code drawn as a PNG: data:image/png;base64,…")
+        expires_at = serializers.DateTimeField(allow_null=True)
+
+    @extend_schema(
+        parameters=[NUMBER_ID],
+        responses={
+            200: OutputSerializer,
+            409: OpenApiResponse(
+                response=ERROR_REF,
+                description="`no_qr`: the number is not waiting for a scan; `no_connection`: a Cloud API number.",
+            ),
+        },
+        operation_id="numbers_qr",
+        tags=TAGS,
+    )
+    def get(self, request: Request, id: int) -> Response:
+        access = api_access(request)
+        number = number_visible_get(access, id)
+        if not access.is_staff:
+            raise exceptions.PermissionDenied("Only staff may pair a number.")
+        if not has_connection(number):
+            raise ApiRefused(
+                "no_connection",
+                f"{number.alias} uses the {number.get_engine_display()}, which has no QR code; only WhatsApp Web "
+                "and sandbox numbers are paired.",
+            )
+        session = session_of(number)
+        if not qr_waiting(session):
+            raise ApiRefused(
+                "no_qr",
+                f"{number.alias} is not waiting for a QR scan ({session.get_state_display().lower()}); connect it "
+                "first, or reset it if it is paired to another phone.",
+            )
+        png = base64.b64encode(qr_png(session.qr_code)).decode("ascii")
+        data = {"qr": session.qr_code, "png": f"data:image/png;base64,{png}", "expires_at": session.qr_expires_at}
+        response = Response(self.OutputSerializer(data).data)
+        response["Cache-Control"] = "no-store"
+        return response
+
+
+ACTION_RESPONSES = {
+    202: NumberStateApi.OutputSerializer,
+    409: OpenApiResponse(
+        response=ERROR_REF,
+        description="`no_connection`: a Cloud API number; `inactive`: the number is deactivated; "
+        "`no_session`: the number has no session row yet; `not_connectable`: the action does not apply now.",
+    ),
+}
+
+
+class _NumberSessionActionApi(APIView):
+    """A request to the sessions worker that owns the number; it carries it out (the answer says what was asked,
+    the state changes follow)."""
+
+    required_scope = ApiToken.Scope.ADMIN
+
+    def number(self, request: Request, id: int) -> WhatsAppNumber:
+        return number_visible_get(api_access(request), id)
+
+    def act(self, request: Request, number: WhatsAppNumber, service) -> Response:
+        try:
+            service(number=number)
+        except (SessionActionError, NumberSession.DoesNotExist) as error:
+            raise refusal(number, error) from error
+        session = NumberSession.objects.get(number=number)
+        data = state_data(number, session, access=api_access(request))
+        return Response(NumberStateApi.OutputSerializer(data).data, status=status.HTTP_202_ACCEPTED)
+
+
+class NumberConnectApi(_NumberSessionActionApi):
+    """Connect the number and keep it connected; a QR code appears (…/qr/) when no phone is paired."""
+
+    @extend_schema(
+        parameters=[NUMBER_ID], request=None, responses=ACTION_RESPONSES, operation_id="numbers_connect", tags=TAGS
+    )
+    def post(self, request: Request, id: int) -> Response:
+        return self.act(request, self.number(request, id), session_connect_request)
+
+
+class NumberDisconnectApi(_NumberSessionActionApi):
+    """Take the number offline; it stays paired and reconnects on connect without a new QR code."""
+
+    @extend_schema(
+        parameters=[NUMBER_ID],
+        request=None,
+        responses=ACTION_RESPONSES,
+        operation_id="numbers_disconnect",
+        tags=TAGS,
+    )
+    def post(self, request: Request, id: int) -> Response:
+        return self.act(request, self.number(request, id), session_disconnect_request)
+
+
+class NumberResetApi(_NumberSessionActionApi):
+    """Log the number out and delete its device data: it ends disconnected and needs a new QR scan on connect.
+    Asks for `{"confirm": true}`."""
+
+    class InputSerializer(serializers.Serializer):
+        confirm = serializers.BooleanField(
+            help_text="Must be true: the phone is logged out and a new QR scan is needed to connect again."
+        )
+
+        def validate_confirm(self, value: bool) -> bool:
+            if value is not True:
+                raise serializers.ValidationError(
+                    "Send true to confirm: the number is logged out and needs a new QR scan."
+                )
+            return value
+
+    @extend_schema(
+        parameters=[NUMBER_ID],
+        request=InputSerializer,
+        responses=ACTION_RESPONSES,
+        operation_id="numbers_reset",
+        tags=TAGS,
+    )
+    def post(self, request: Request, id: int) -> Response:
+        number = self.number(request, id)
+        self.InputSerializer(data=request.data).is_valid(raise_exception=True)
+        return self.act(request, number, session_reset)
