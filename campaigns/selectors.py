@@ -1,21 +1,53 @@
-"""Reads about campaigns for admin, live progress and exports (docs/campaigns.md)."""
+"""Reads about campaigns for admin, live progress, exports and the REST API (docs/campaigns.md, docs/api.md)."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from django.db.models import Count
+from django.db.models import Count, QuerySet
 from django.utils import timezone
 
 from campaigns.models import Campaign, Recipient
 from campaigns.rendering import MissingVariables, Rendered, TemplateSyntaxProblem, campaign_render
 from sessions.governor import number_rate
 
+if TYPE_CHECKING:
+    from crm.access import Access
+
 R = Recipient.Status
 OPEN = (R.PENDING, R.SENDING)
+NUMBER_SECRETS = ("number__access_token", "number__verify_token")
+
+
+def campaign_list_for_access(*, access: Access, filters: Mapping[str, Any] | None = None) -> QuerySet[Campaign]:
+    """The campaigns of `access`'s clients, newest first, with their number and template; `filters` (each
+    optional): `status`, `number` (an id). A number's secrets are never needed here: not decrypted, never shown."""
+    filters = filters or {}
+    queryset = Campaign.objects.select_related("number", "template").defer(*NUMBER_SECRETS)
+    if access.client_ids is not None:
+        queryset = queryset.filter(client_id__in=access.client_ids)
+    if "status" in filters:
+        queryset = queryset.filter(status=filters["status"])
+    if "number" in filters:
+        queryset = queryset.filter(number_id=filters["number"])
+    return queryset.order_by("-created_at", "-id")
+
+
+def recipient_counts_by_campaign(*, campaign_ids: list[int]) -> dict[int, dict[str, int]]:
+    """For each campaign of `campaign_ids`, its recipients by status, every status present (0 when none): one
+    grouped query however many campaigns (a page of the list)."""
+    counts: dict[int, dict[str, int]] = {pk: dict.fromkeys(R.values, 0) for pk in campaign_ids}
+    for campaign_id, recipient_status, n in (
+        Recipient.objects.filter(campaign_id__in=list(counts))
+        .order_by()
+        .values_list("campaign_id", "status")
+        .annotate(n=Count("id"))
+    ):
+        counts[campaign_id][recipient_status] = n
+    return counts
 
 
 def campaign_counts(campaign: Campaign) -> dict[str, int]:

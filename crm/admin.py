@@ -19,6 +19,7 @@ from crm.models import (
     WebhookDelivery,
     WebhookEndpoint,
     WebhookEventType,
+    validate_webhook_url,
     webhook_events_all,
 )
 from crm.services import api_token_create, api_token_revoke
@@ -29,6 +30,7 @@ from crm.webhooks import (
     webhook_endpoint_ping,
     webhook_endpoint_secret_rotate,
     webhook_endpoint_update,
+    webhook_url_problem,
 )
 
 
@@ -157,6 +159,14 @@ class WebhookEndpointForm(forms.ModelForm):
         help_text=gettext_lazy("The events sent to this URL."),
     )
 
+    def clean_url(self) -> str:
+        url = self.cleaned_data["url"]
+        validate_webhook_url(url)  # the form asks before the model does: the plain "not an http URL" first
+        problem = webhook_url_problem(url)
+        if problem:
+            raise forms.ValidationError(_("Events cannot be sent there: %(problem)s.") % {"problem": problem})
+        return url
+
     class Meta:
         model = WebhookEndpoint
         fields = ["client", "url", "description", "events", "is_active"]
@@ -223,7 +233,7 @@ class WebhookEndpointAdmin(ClientScopedAdmin):
         return fields if obj is None else [*fields, *self.readonly]
 
     def get_readonly_fields(self, request, obj=None):
-        return [] if obj is None else self.readonly
+        return [] if obj is None else ["client", *self.readonly]  # an endpoint stays with its client
 
     def save_model(self, request, obj, form, change) -> None:
         data = form.cleaned_data

@@ -160,7 +160,10 @@ class WebhookEndpoint(TimeStampedModel):
         "URL",
         max_length=500,
         validators=[validate_webhook_url],
-        help_text=_("Where events are POSTed (https, or http inside a private network). Redirects are not followed."),
+        help_text=_(
+            "Where events are POSTed. Private and local addresses only with EVENT_WEBHOOK_ALLOW_PRIVATE. Redirects "
+            "are not followed."
+        ),
     )
     description = models.CharField(max_length=200, blank=True, help_text=_("Who receives it, e.g. n8n or ERP."))
     events = ArrayField(

@@ -12,17 +12,19 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
-import os
 import random
 import secrets
+import socket
 import threading
 import time
 import uuid
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any, TypedDict
+from urllib.parse import urlsplit
 
 import httpx
 from django.conf import settings
@@ -30,7 +32,8 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.cache import cache
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Window
+from django.db.models.functions import RowNumber
 from django.utils import timezone
 
 from crm.crypto import SecretDecryptionError
@@ -54,6 +57,15 @@ SWEEP_BATCH = 500
 # A worker's claim on a delivery it is sending lapses this long after the POST's timeout (a killed worker's
 # delivery goes out again after that; receivers deduplicate by X-Webhook-Id).
 CLAIM_MARGIN = 30
+# Sends to one endpoint at once, and how long a delivery waits when its endpoint is that busy.
+ENDPOINT_IN_FLIGHT = 2
+BUSY_WAIT = 5
+# The sweeper hands out at most this many deliveries of one endpoint per run, oldest first, so a receiver with a
+# backlog does not take every turn.
+SWEEP_PER_ENDPOINT = 20
+# Deliveries (and their attempts) delivered or given up longer ago than EVENT_WEBHOOK_RETENTION_DAYS are deleted
+# by the sweeper, this many per run.
+PRUNE_BATCH = 5000
 SNIPPET_BYTES = 200
 ERROR_CHARS = 300
 
@@ -300,42 +312,66 @@ def webhook_backoff(attempts: int) -> float:
     return base * random.uniform(0.5, 1.5)
 
 
-_client_lock = threading.Lock()
-_client: httpx.Client | None = None
-_client_pid: int | None = None
-
-
-def _http() -> httpx.Client:
-    """One connection pool per process (the worker's threads share it); redirects are never followed."""
-    global _client, _client_pid
-    with _client_lock:
-        if _client is None or _client_pid != os.getpid():
-            limits = httpx.Limits(max_connections=100, max_keepalive_connections=20)
-            _client = httpx.Client(limits=limits, follow_redirects=False)
-            _client_pid = os.getpid()
-        return _client
+def webhook_url_problem(url: str) -> str:
+    """Why events may not be sent to `url` now ("" when they may): its host must resolve, and unless
+    EVENT_WEBHOOK_ALLOW_PRIVATE, only to public addresses (never this machine, the cloud's metadata service or the
+    private network the product runs in)."""
+    host = urlsplit(url).hostname or ""
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)}
+    except (OSError, UnicodeError):
+        return f"the host {host} does not resolve"
+    if settings.EVENT_WEBHOOK_ALLOW_PRIVATE:
+        return ""
+    for address in sorted(addresses):
+        ip = ipaddress.ip_address(address.split("%")[0])
+        if not ip.is_global or ip.is_multicast:
+            return (
+                f"{host} is a private or local address ({ip}); set EVENT_WEBHOOK_ALLOW_PRIVATE to send events inside "
+                "your network"
+            )
+    return ""
 
 
 def _post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int | None, str]:
-    """POST once: (status code, "") for a 2xx answer, else (status code or None, a short reason)."""
+    """POST once, within EVENT_WEBHOOK_TIMEOUT x 2 in all (a receiver that drips its answer byte by byte is cut
+    off): (status code, "") for a 2xx answer, else (status code or None, a short reason). Redirects are never
+    followed."""
+    problem = webhook_url_problem(url)
+    if problem:
+        return None, f"not sent: {problem}"
     timeout = float(settings.EVENT_WEBHOOK_TIMEOUT)
-    try:
-        with _http().stream("POST", url, content=body, headers=headers, timeout=timeout) as response:
-            code = response.status_code
-            if 200 <= code < 300:
-                return code, ""
-            snippet = b""
-            deadline = time.monotonic() + timeout
-            for chunk in response.iter_bytes():  # a little of the answer, for staff reading the attempt
-                snippet += chunk
-                if len(snippet) >= SNIPPET_BYTES or time.monotonic() > deadline:
-                    break
-            text = snippet[:SNIPPET_BYTES].decode("utf-8", "replace").strip()
-            return code, f"HTTP {code}" + (f": {text}" if text else "")
-    except httpx.TimeoutException:
-        return None, f"no answer within {timeout:g} s"
-    except Exception as exc:  # refused, DNS, TLS, a malformed URL: the receiver is unreachable
-        return None, f"{type(exc).__name__}: {exc}"
+    client = httpx.Client(follow_redirects=False, timeout=timeout)
+    outcome: list[tuple[int | None, str]] = []
+
+    def send() -> None:
+        try:
+            with client.stream("POST", url, content=body, headers=headers) as response:
+                code = response.status_code
+                if 200 <= code < 300:
+                    outcome.append((code, ""))
+                    return
+                snippet = b""
+                for chunk in response.iter_bytes():  # a little of the answer, for staff reading the attempt
+                    snippet += chunk
+                    if len(snippet) >= SNIPPET_BYTES:
+                        break
+                text = snippet[:SNIPPET_BYTES].decode("utf-8", "replace").strip()
+                outcome.append((code, f"HTTP {code}" + (f": {text}" if text else "")))
+        except httpx.TimeoutException:
+            outcome.append((None, f"no answer within {timeout:g} s"))
+        except Exception as exc:  # refused, DNS, TLS, closed by the deadline: the receiver is unreachable
+            outcome.append((None, f"{type(exc).__name__}: {exc}"))
+
+    sender = threading.Thread(target=send, name="webhook-post", daemon=True)
+    sender.start()
+    sender.join(timeout * 2)
+    if sender.is_alive():
+        client.close()  # aborts the sockets: the sender thread ends with an error we no longer wait for
+        sender.join(1.0)
+        return None, f"no complete answer within {timeout * 2:g} s"
+    client.close()
+    return outcome[0] if outcome else (None, "no answer")
 
 
 def webhook_delivery_send(*, delivery_id: int) -> str:
@@ -343,15 +379,26 @@ def webhook_delivery_send(*, delivery_id: int) -> str:
     (not due, already sent, or being sent by another worker). Safe to run twice: each run first claims the
     delivery, and only a pending (or abandoned) one can be claimed."""
     now = timezone.now()
-    lease = now + timedelta(seconds=float(settings.EVENT_WEBHOOK_TIMEOUT) + CLAIM_MARGIN)
-    claimed = WebhookDelivery.objects.filter(
+    lease = now + timedelta(seconds=float(settings.EVENT_WEBHOOK_TIMEOUT) * 2 + CLAIM_MARGIN)
+    with transaction.atomic():
         # a countdown may fire a moment early (clocks of two hosts): within a second counts as due
-        pk=delivery_id,
-        status__in=[D.PENDING, D.SENDING],
-        next_attempt_at__lte=now + timedelta(seconds=1),
-    ).update(status=D.SENDING, next_attempt_at=lease, updated_at=now)
-    if not claimed:
-        return "skipped"
+        due = WebhookDelivery.objects.filter(
+            pk=delivery_id, status__in=[D.PENDING, D.SENDING], next_attempt_at__lte=now + timedelta(seconds=1)
+        )
+        endpoint_id = due.values_list("endpoint_id", flat=True).first()
+        if endpoint_id is None:
+            return "skipped"
+        # At most ENDPOINT_IN_FLIGHT sends per endpoint at once (claims of one endpoint take turns on its row):
+        # a slow or dead receiver holds that many threads, never the whole pool other clients' events need.
+        WebhookEndpoint.objects.select_for_update().filter(pk=endpoint_id).values_list("pk").first()
+        in_flight = WebhookDelivery.objects.filter(
+            endpoint_id=endpoint_id, status=D.SENDING, next_attempt_at__gt=now
+        ).exclude(pk=delivery_id)
+        if in_flight.count() >= ENDPOINT_IN_FLIGHT:
+            due.filter(status=D.PENDING).update(next_attempt_at=now + timedelta(seconds=BUSY_WAIT), updated_at=now)
+            return "busy"  # no attempt spent; the sweeper hands it out again
+        if not due.update(status=D.SENDING, next_attempt_at=lease, updated_at=now):
+            return "skipped"
     try:
         delivery = WebhookDelivery.objects.select_related("endpoint").get(pk=delivery_id)
     except SecretDecryptionError:  # TOKEN_ENCRYPTION_KEY replaced instead of rotated: no retry can succeed
@@ -455,14 +502,29 @@ def webhook_delivery_resend(*, delivery: WebhookDelivery) -> bool:
 
 def webhook_deliveries_sweep() -> dict[str, int]:
     """Beat's pass (every 30 s): queue deliveries overdue by SWEEP_GRACE (a lost enqueue, a retry too far off
-    for a countdown, a worker killed mid-send), oldest first, at most SWEEP_BATCH."""
-    cutoff = timezone.now() - timedelta(seconds=SWEEP_GRACE)
-    due = list(
+    for a countdown, a worker killed mid-send), oldest first, at most SWEEP_PER_ENDPOINT of one endpoint and
+    SWEEP_BATCH in all; and delete deliveries delivered or given up more than EVENT_WEBHOOK_RETENTION_DAYS ago
+    (they hold customers' messages), PRUNE_BATCH at a time."""
+    now = timezone.now()
+    cutoff = now - timedelta(seconds=SWEEP_GRACE)
+    ranked = (
         WebhookDelivery.objects.filter(status__in=[D.PENDING, D.SENDING], next_attempt_at__lte=cutoff)
+        .annotate(turn=Window(RowNumber(), partition_by=[F("endpoint_id")], order_by=F("next_attempt_at").asc()))
+        .filter(turn__lte=SWEEP_PER_ENDPOINT)
         .order_by("next_attempt_at")
-        .values_list("pk", flat=True)[:SWEEP_BATCH]
+        .values_list("pk", flat=True)
     )
+    due = list(ranked[:SWEEP_BATCH])
     _enqueue_on_commit(due)  # outside a transaction: at once
     if due:
         logger.info("webhook sweep: %s due deliveries queued", len(due))
-    return {"queued": len(due)}
+    old = now - timedelta(days=settings.EVENT_WEBHOOK_RETENTION_DAYS)
+    stale = list(
+        WebhookDelivery.objects.filter(status__in=[D.DELIVERED, D.FAILED], updated_at__lt=old).values_list(
+            "pk", flat=True
+        )[:PRUNE_BATCH]
+    )
+    pruned = (
+        WebhookDelivery.objects.filter(pk__in=stale).delete()[1].get(WebhookDelivery._meta.label, 0) if stale else 0
+    )
+    return {"queued": len(due), "pruned": pruned}

@@ -1,11 +1,12 @@
-"""Reads about numbers used by admin, health and reports."""
+"""Reads about numbers and their sessions used by admin, health, reports and the REST API (docs/api.md)."""
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db.models import Q, QuerySet
@@ -14,8 +15,11 @@ from crm.models import Client
 from crm.selectors import client_ids_visible_to, client_scope
 from sessions.connections import live_connection, number_queue
 from sessions.engines import connection_engine_names, engine_class
-from sessions.models import NumberSession, RegistrySyncRun, SessionState, WhatsAppNumber
+from sessions.models import NumberSession, RegistrySyncRun, SessionState, SessionStateChange, WhatsAppNumber
 from sessions.registry import e164_or_none
+
+if TYPE_CHECKING:
+    from crm.access import Access
 
 
 @dataclass(frozen=True)
@@ -137,7 +141,7 @@ def session_state_data(*, session: NumberSession, number: WhatsAppNumber) -> dic
         "reason": session.state_reason,
         "since": session.state_changed_at.isoformat() if session.state_changed_at else None,
         "keep_connected": session.keep_connected,
-        "waiting_qr": bool(session.state == SessionState.WAITING_QR and session.qr_code),
+        "waiting_qr": session_qr_waiting(session),
         "qr_version": hashlib.sha256(session.qr_code.encode()).hexdigest()[:12] if session.qr_code else "",
         "qr_expires_at": session.qr_expires_at.isoformat() if session.qr_expires_at else None,
         "pairing_code": session.pairing_code,
@@ -153,3 +157,59 @@ def session_snapshot_for_user(*, user: AbstractBaseUser) -> list[dict[str, Any]]
     when its WebSocket opens, before any change."""
     sessions = client_scope(NumberSession.objects.select_related("number").order_by("number_id"), user)[:SNAPSHOT_LIMIT]
     return [session_state_data(session=s, number=s.number) for s in sessions]
+
+
+# -- the REST API's numbers (docs/api.md) -----------------------------------------------------------------------
+
+
+def number_list_for_access(*, access: Access, filters: Mapping[str, Any] | None = None) -> QuerySet[WhatsAppNumber]:
+    """The numbers `access` may see, with what every answer shows (queue, session) in the same query: every number
+    of their client(s) for staff and tokens, those of their queues for supervisors and agents.
+
+    `filters` (each optional): `engine`, `is_active` (None: either), `state` (the session's), `queue` (an id)."""
+    filters = filters or {}
+    queryset = WhatsAppNumber.objects.select_related("queue", "session")
+    if access.client_ids is not None:
+        queryset = queryset.filter(client_id__in=access.client_ids)
+    if not access.is_staff:
+        queryset = queryset.filter(queue_id__in=access.queue_ids)
+    queryset = queryset.order_by("client__name", "alias", "pk")
+    if "engine" in filters:
+        queryset = queryset.filter(engine=filters["engine"])
+    if filters.get("is_active") is not None:
+        queryset = queryset.filter(is_active=filters["is_active"])
+    if "state" in filters:
+        queryset = queryset.filter(session__state=filters["state"])
+    if "queue" in filters:
+        queryset = queryset.filter(queue_id=filters["queue"])
+    return queryset
+
+
+def number_get_for_access(*, access: Access, pk: int) -> WhatsAppNumber | None:
+    """The number if `access` may see it (`number_list_for_access`), else None."""
+    return number_list_for_access(access=access).filter(pk=pk).first()
+
+
+def number_has_connection(*, number: WhatsAppNumber) -> bool:
+    """Whether the number's engine holds a connection (WhatsApp Web, sandbox): a state, a QR code, connect and
+    disconnect. Cloud API numbers have none."""
+    return number.engine in connection_engine_names()
+
+
+def number_session_get(*, number: WhatsAppNumber) -> NumberSession:
+    """The number's session; every saved number has one (number_session_ensure). Should one be missing, the
+    number has never been connected and nobody asked for it: shown disconnected, never created by a read."""
+    try:
+        return number.session
+    except NumberSession.DoesNotExist:
+        return NumberSession(number_id=number.pk, keep_connected=False)
+
+
+def session_qr_waiting(session: NumberSession) -> bool:
+    """Whether the number shows a QR code to scan now (as the admin's session panel decides)."""
+    return session.state == SessionState.WAITING_QR and bool(session.qr_code)
+
+
+def session_state_change_list(*, number: WhatsAppNumber, limit: int) -> QuerySet[SessionStateChange]:
+    """The number's newest `limit` session state changes, newest first."""
+    return SessionStateChange.objects.filter(number=number).order_by("-created_at", "-id")[:limit]

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import transaction
-from django.db.models import Count, QuerySet
+from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound, ValidationError
@@ -20,12 +19,24 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from campaigns.models import WEEKDAYS, Campaign, Recipient, RecipientImport
-from campaigns.selectors import campaign_counts, campaign_progress
+from campaigns.api.serializers import (
+    CampaignNumberSerializer,
+    CampaignRecipientCountsSerializer,
+    CampaignScheduleSerializer,
+    CampaignTemplateSerializer,
+)
+from campaigns.models import WEEKDAYS, Campaign, RecipientImport
+from campaigns.selectors import (
+    campaign_counts,
+    campaign_list_for_access,
+    campaign_progress,
+    recipient_counts_by_campaign,
+)
 from campaigns.services import (
     CampaignError,
     ImportRefused,
     campaign_cancel,
+    campaign_create,
     campaign_pause,
     campaign_resume,
     campaign_start,
@@ -40,8 +51,6 @@ from sessions.models import WhatsAppNumber
 
 TAGS = ["campaigns"]
 STATUS_HELP = "draft, scheduled, running, paused, completed or cancelled."
-R = Recipient.Status
-NUMBER_SECRETS = ("number__access_token", "number__verify_token")
 
 
 class StaffOnly(BasePermission):
@@ -58,13 +67,8 @@ class CampaignApi(APIView):
 
     permission_classes = [IsAuthenticated, ScopePermission, StaffOnly]
 
-    def campaigns(self) -> QuerySet[Campaign]:
-        access = api_access(self.request)
-        # A number's secrets are never needed here: not decrypted, never shown.
-        queryset = Campaign.objects.select_related("number", "template").defer(*NUMBER_SECRETS)
-        if access.client_ids is not None:
-            queryset = queryset.filter(client_id__in=access.client_ids)
-        return queryset
+    def campaigns(self, filters: dict | None = None) -> QuerySet[Campaign]:
+        return campaign_list_for_access(access=api_access(self.request), filters=filters)
 
     def campaign(self, pk: int) -> Campaign:
         campaign = self.campaigns().filter(pk=pk).first()
@@ -74,41 +78,6 @@ class CampaignApi(APIView):
 
 
 # --- output -------------------------------------------------------------------------------------------------
-
-
-class CampaignNumberSerializer(serializers.Serializer):
-    id = serializers.IntegerField()
-    alias = serializers.CharField()
-    engine = serializers.CharField(help_text="cloud (sends templates), web or sandbox (send free text).")
-
-
-class CampaignRecipientCountsSerializer(serializers.Serializer):
-    """Recipients by status, every status present (0 when none)."""
-
-    pending = serializers.IntegerField()
-    sending = serializers.IntegerField()
-    sent = serializers.IntegerField()
-    delivered = serializers.IntegerField()
-    read = serializers.IntegerField()
-    replied = serializers.IntegerField()
-    failed = serializers.IntegerField()
-    skipped = serializers.IntegerField()
-    unknown = serializers.IntegerField()
-
-
-class CampaignTemplateSerializer(serializers.Serializer):
-    id = serializers.IntegerField()
-    name = serializers.CharField(help_text="The template's name at Meta.")
-    language = serializers.CharField(help_text="Meta's language code, e.g. es, es_MX.")
-
-
-class CampaignScheduleSerializer(serializers.Serializer):
-    start_at = serializers.DateTimeField(allow_null=True, help_text="Null: as soon as it is started.")
-    quiet_from = serializers.TimeField(allow_null=True, help_text="No sends from this time (the number's zone).")
-    quiet_until = serializers.TimeField(allow_null=True, help_text="… until this time (may cross midnight).")
-    send_days = serializers.ListField(
-        child=serializers.IntegerField(), help_text="Days it may send: 1 Monday … 7 Sunday (the number's zone)."
-    )
 
 
 def _summary(campaign: Campaign, counts: dict[str, int]) -> dict:
@@ -184,21 +153,9 @@ class CampaignListApi(CampaignApi):
     def get(self, request: Request) -> Response:
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
-        queryset = self.campaigns()
-        if "status" in filters.validated_data:
-            queryset = queryset.filter(status=filters.validated_data["status"])
-        if "number" in filters.validated_data:
-            queryset = queryset.filter(number_id=filters.validated_data["number"])
         paginator = self.pagination_class()
-        page = paginator.paginate_queryset(queryset.order_by("-created_at", "-id"), request, view=self)
-        counts: dict[int, dict[str, int]] = {c.pk: dict.fromkeys(R.values, 0) for c in page}
-        for campaign_id, recipient_status, n in (
-            Recipient.objects.filter(campaign_id__in=list(counts))
-            .order_by()
-            .values_list("campaign_id", "status")
-            .annotate(n=Count("id"))
-        ):
-            counts[campaign_id][recipient_status] = n
+        page = paginator.paginate_queryset(self.campaigns(filters.validated_data), request, view=self)
+        counts = recipient_counts_by_campaign(campaign_ids=[c.pk for c in page])
         data = [_summary(c, counts[c.pk]) for c in page]
         return paginator.get_paginated_response(self.OutputSerializer(data, many=True).data)
 
@@ -286,7 +243,10 @@ class CampaignCreateApi(CampaignApi):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         access = api_access(request)
-        numbers = WhatsAppNumber.objects.defer("access_token", "verify_token")
+        # The client comes along for the service; no secret of the number or the client is decrypted.
+        numbers = WhatsAppNumber.objects.select_related("client").defer(
+            "access_token", "verify_token", "client__meta_app_secret"
+        )
         if access.client_ids is not None:
             numbers = numbers.filter(client_id__in=access.client_ids)
         number = numbers.filter(pk=data["number"]).first()
@@ -297,26 +257,22 @@ class CampaignCreateApi(CampaignApi):
             template = MessageTemplate.objects.filter(pk=data["template"], client_id=number.client_id).first()
             if template is None:
                 raise ValidationError({"template": ["No such message template of this client."]})
-        campaign = Campaign(
-            client_id=number.client_id,
-            number=number,
-            name=data["name"],
-            message=data["message"],
-            template=template,
-            template_parameters=data["template_parameters"],
-            start_at=data["start_at"],
-            quiet_from=data["quiet_from"],
-            quiet_until=data["quiet_until"],
-            created_by=request.user,
-        )
-        if "send_days" in data:
-            campaign.send_days = sorted({int(day) for day in data["send_days"]})
         try:
-            campaign.full_clean()
+            campaign = campaign_create(
+                client=number.client,
+                number=number,
+                name=data["name"],
+                message=data["message"],
+                template=template,
+                template_parameters=data["template_parameters"],
+                start_at=data["start_at"],
+                quiet_from=data["quiet_from"],
+                quiet_until=data["quiet_until"],
+                send_days=data.get("send_days"),
+                user=request.user,
+            )
         except DjangoValidationError as exc:
             raise ValidationError(_model_errors(exc)) from None
-        with transaction.atomic():
-            campaign.save()
         return _detail_response(campaign, status.HTTP_201_CREATED)
 
 

@@ -1,6 +1,6 @@
 """Writes of the campaigns app (docs/campaigns.md), one module per subject:
 
-- `lifecycle`: start, pause, resume, cancel, complete, retry unknown;
+- `lifecycle`: create, start, pause, resume, cancel, complete, retry unknown;
 - `imports`: recipients from a CSV/XLSX file or from contacts;
 - `dispatch`: the dispatcher sending at the number's pace, and beat's campaigns tick;
 - `recipients`: claiming, giving back, the sweeper, following messages, daily caps, failure spikes;
@@ -21,6 +21,7 @@ from campaigns.services.lifecycle import (
     CampaignError,
     campaign_cancel,
     campaign_complete_if_done,
+    campaign_create,
     campaign_pause,
     campaign_recipients_retry_unknown,
     campaign_resume,
@@ -48,6 +49,7 @@ __all__ = [
     "Window",
     "campaign_cancel",
     "campaign_complete_if_done",
+    "campaign_create",
     "campaign_dispatch",
     "campaign_dispatching",
     "campaign_failure_spike",

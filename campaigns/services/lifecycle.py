@@ -1,8 +1,12 @@
-"""A campaign's life: start, pause, resume, cancel, complete, and the human decision on unknown recipients."""
+"""A campaign's life: create, start, pause, resume, cancel, complete, and the human decision on unknown
+recipients."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
+from datetime import datetime, time
+from typing import TYPE_CHECKING
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.exceptions import ValidationError
@@ -13,6 +17,11 @@ from django.utils.translation import gettext as _
 from campaigns.models import Campaign, Recipient
 from campaigns.services.progress import campaign_progress_publish
 from crm.events import client_group, publish_on_commit
+
+if TYPE_CHECKING:
+    from conversations.models import MessageTemplate
+    from crm.models import Client
+    from sessions.models import WhatsAppNumber
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +89,46 @@ def _run_or_schedule(campaign: Campaign) -> None:
     campaign.status = S.RUNNING
     campaign.started_at = campaign.started_at or now
     transaction.on_commit(lambda: _enqueue_dispatch(campaign.pk))
+
+
+@transaction.atomic
+def campaign_create(
+    *,
+    client: Client,
+    number: WhatsAppNumber,
+    name: str,
+    message: str = "",
+    template: MessageTemplate | None = None,
+    template_parameters: list[str] | None = None,
+    start_at: datetime | None = None,
+    quiet_from: time | None = None,
+    quiet_until: time | None = None,
+    send_days: Iterable[int] | None = None,
+    user: AbstractBaseUser | None = None,
+) -> Campaign:
+    """A new draft campaign of `client` from `number`, checked with the same rules as in admin (the model's
+    validation: the number and template of the client, free text for WhatsApp Web and sandbox numbers, an approved
+    template with one value per placeholder for Cloud API numbers, sane quiet hours). `send_days` (1 Monday … 7
+    Sunday; duplicates ignored) defaults to every day. Recipients are imported next; nothing is sent until it starts.
+
+    Raises django's `ValidationError` (nothing written) when the campaign breaks a rule."""
+    campaign = Campaign(
+        client=client,
+        number=number,
+        name=name,
+        message=message,
+        template=template,
+        template_parameters=template_parameters if template_parameters is not None else [],
+        start_at=start_at,
+        quiet_from=quiet_from,
+        quiet_until=quiet_until,
+        created_by=user,
+    )
+    if send_days is not None:
+        campaign.send_days = sorted({int(day) for day in send_days})
+    campaign.full_clean()
+    campaign.save()
+    return campaign
 
 
 @transaction.atomic

@@ -278,6 +278,13 @@ EVENT_WEBHOOK_BACKOFF_BASE = env.float("EVENT_WEBHOOK_BACKOFF_BASE", default=10.
 EVENT_WEBHOOK_GIVE_UP_AFTER = env.int("EVENT_WEBHOOK_GIVE_UP_AFTER", default=24 * 3600)
 # campaign.progress goes out at most once every this many seconds per campaign (always when its status changes).
 EVENT_WEBHOOK_PROGRESS_EVERY = env.float("EVENT_WEBHOOK_PROGRESS_EVERY", default=10.0)
+# Event webhooks to private or local addresses (127.0.0.1, 10.x, 172.16-31.x, 192.168.x, the cloud's metadata
+# service, a compose network's n8n): refused unless true, so an endpoint cannot probe the product's own network.
+EVENT_WEBHOOK_ALLOW_PRIVATE = env.bool("EVENT_WEBHOOK_ALLOW_PRIVATE", default=False)
+# Days a delivered or given-up delivery (and its attempts) is kept for staff to look at, then deleted.
+EVENT_WEBHOOK_RETENTION_DAYS = env.int("EVENT_WEBHOOK_RETENTION_DAYS", default=30)
+# Admin messages (API keys and webhook secrets are shown once in one) live in the session, never in a cookie.
+MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
 
 # --- Health ------------------------------------------------------------------------------------------------
 # Queues /healthz expects at least one worker to consume, and how stale beat's last tick may be.
@@ -298,6 +305,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated", "crm.api.auth.ScopePermission"],
     "DEFAULT_THROTTLE_CLASSES": ["crm.api.auth.ApiRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {"api": API_RATE_LIMIT},
+    # Anonymous calls (the schema, its docs) are counted per REMOTE_ADDR, never per a client-sent X-Forwarded-For.
+    "NUM_PROXIES": 0,
     "DEFAULT_PAGINATION_CLASS": "crm.api.pagination.ApiPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],

@@ -39,3 +39,5 @@ GOVERNOR_PAIR_INTERVAL = env.float("GOVERNOR_PAIR_INTERVAL", default=0.0)
 # through TEST_OPENAI_BASE_URL and TEST_OPENAI_API_KEY: a developer's key must never pay for the suite.
 OPENAI_BASE_URL = env.str("TEST_OPENAI_BASE_URL", default="http://127.0.0.1:9/v1")
 OPENAI_API_KEY = env.str("TEST_OPENAI_API_KEY", default="")
+# The suite's webhook receivers listen on 127.0.0.1; one test turns this off to check the refusal.
+EVENT_WEBHOOK_ALLOW_PRIVATE = True

@@ -2,9 +2,8 @@
 
 from django.urls import path
 
-from conversations.api.views import (
-    ContactGetApi,
-    ContactListApi,
+from conversations.api.contacts import ContactGetApi, ContactListApi
+from conversations.api.conversations import (
     ConversationAssignApi,
     ConversationGetApi,
     ConversationListApi,

@@ -1,6 +1,7 @@
 """What agents do to a conversation from the CRM views (docs/crm.md): take, transfer, resolve, reopen, snooze,
-write a note, reply, hand back to the AI assistant, mark read. One function per action, each in one transaction,
-events after commit. Taking, transferring or replying stops the AI assistant (docs/ai.md).
+write a note, reply, hand back to the AI assistant, mark read; and what an integration does through the REST API
+(docs/api.md): send. One function per action, each in one transaction, events after commit. Taking, transferring
+or replying stops the AI assistant (docs/ai.md).
 
 These functions check the state of the conversation, not who asks: the views decide with `crm.access` whether
 the user may act, and only then call here.
@@ -17,10 +18,10 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from conversations.models import Conversation, Message
-from conversations.services.ai import ai_may_answer, ai_resume, ai_settings_for, ai_stop_for_agent
+from conversations.services.ai import ai_hand_off, ai_may_answer, ai_resume, ai_settings_for, ai_stop_for_agent
 from conversations.services.live import publish_conversation_updated, publish_message_created
 from conversations.services.outbound import Template, message_send
-from crm.models import WebhookEventType
+from crm.models import ApiToken, WebhookEventType
 from crm.webhooks import webhook_events_emit
 from queues.models import Queue, QueueMembership
 from queues.services import conversation_assign, conversation_assign_by_policy, queue_dispatch_waiting
@@ -304,7 +305,43 @@ def conversation_reply(
     if current.assigned_to_id is None:
         conversation_take(conversation=current, user=by, supervising=supervising)
     message = message_send(conversation=current, text=text, template=template, sent_by=by, reply_to=reply_to)
-    Conversation.objects.filter(pk=current.pk, unread_count__gt=0).update(unread_count=0)
+    conversation_mark_read(conversation=current)
+    return message
+
+
+@transaction.atomic
+def conversation_send_for_integration(
+    *,
+    conversation: Conversation,
+    by: ApiToken,
+    text: str | None = None,
+    template: Template | None = None,
+    reply_to: Message | None = None,
+) -> Message:
+    """An integration's message through an API token `by`, sent as itself (origin `api`, sent by the token's
+    user). Unlike an agent's reply it assigns nobody: the token's user is in no queue, and a conversation given to
+    it would reach no person. If the AI assistant was answering, it hands over as when an agent steps in (reason
+    agent_replied): the conversation waits in its queue and the policy gives it to an agent. The customer's
+    messages count as read. All or nothing.
+
+    Raises `ConversationActionError` (resolved) or `OutboundRefused` (nothing written)."""
+    current = Conversation.objects.select_for_update(of=("self",)).select_related("number").get(pk=conversation.pk)
+    _refuse_resolved(current)
+    if current.status == Conversation.Status.AI:
+        ai_hand_off(
+            conversation=current,
+            reason=Conversation.AIStopReason.AGENT_REPLIED,
+            detail=_("%(name)s sent a message through the API.") % {"name": by.name},
+        )
+    message = message_send(
+        conversation=current,
+        text=text,
+        template=template,
+        origin=Message.Origin.API,
+        sent_by=by.user,
+        reply_to=reply_to,
+    )
+    conversation_mark_read(conversation=current)
     return message
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -27,7 +28,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from conversations.models import Contact, Conversation, Message
+from conversations.models import Contact, Conversation, Message, MessageTemplate
 from conversations.services.live import publish_message_created
 from conversations.services.statuses import lock_provider_id, message_status_move, message_unmatched_statuses_apply
 from sessions.engines import EngineUnavailable, connection_engine_names
@@ -40,6 +41,7 @@ from sessions.services import number_send
 logger = logging.getLogger(__name__)
 
 MAX_TEXT_CHARS = 4096  # Meta's limit for a text message body
+MAX_TEMPLATE_VALUE = 1024  # Meta's limit for a body parameter of a template
 UNKNOWN_REASON = (
     "Interrupted while sending: the message may or may not have reached WhatsApp. Check with the customer "
     "before sending it again."
@@ -62,6 +64,14 @@ class Template:
     name: str
     language: str
     components: list[dict[str, Any]] = field(default_factory=list)
+
+
+def template_to_send(*, template: MessageTemplate, values: Sequence[str]) -> Template:
+    """`template` with `values` for the placeholders of its body, {{1}} first, as Meta's components: what an
+    agent's composer and an API send hand to `message_send`. The caller has checked the values (one per
+    placeholder, each within MAX_TEMPLATE_VALUE)."""
+    components = [{"type": "body", "parameters": [{"type": "text", "text": v} for v in values]}] if values else []
+    return Template(name=template.name, language=template.language, components=components)
 
 
 def message_send(

@@ -28,6 +28,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
 from conversations.models import Conversation, Message
+from conversations.selectors import conversation_reply_window
 from conversations.services.actions import (
     ConversationActionError,
     conversation_ai_resume,
@@ -41,20 +42,17 @@ from conversations.services.actions import (
     conversation_transfer,
 )
 from conversations.services.ai import ai_may_answer, ai_settings_for
-from conversations.services.outbound import OutboundRefused, Template
+from conversations.services.outbound import MAX_TEMPLATE_VALUE, OutboundRefused, Template, template_to_send
 from crm import inbox
 from crm.access import Access, request_access
 from queues.models import AgentAvailability
 from queues.services import agent_availability_set
-from sessions.engines import EngineUnavailable
-from sessions.selectors import number_send_rules
 
 logger = logging.getLogger(__name__)
 
 # Messages a page that reconnects asks for start this long before its cursor: a write committed just after a
 # read may carry an `updated_at` slightly older than the read.
 CATCH_UP_MARGIN = timedelta(seconds=5)
-MAX_TEMPLATE_VALUE = 1024  # Meta's limit for a body parameter
 # Served inline only when a browser shows it as data, never as a page of ours: anything else (HTML, SVG, PDF…)
 # from a customer is downloaded.
 INLINE_MEDIA = ("image/jpeg", "image/png", "image/webp", "image/gif", "audio/", "video/")
@@ -136,23 +134,6 @@ def _supervising(access: Access, conversation: Conversation) -> bool:
     return access.is_staff or conversation.queue_id in access.supervised_queue_ids
 
 
-def _window(conversation: Conversation) -> dict:
-    """Whether free text can be sent now, or only an approved template (Cloud API's 24-hour window)."""
-    try:
-        rules = number_send_rules(number=conversation.number)
-    except EngineUnavailable:
-        return {"open": False, "templates": False, "closes_at": None}
-    if rules.reply_window is None:
-        return {"open": True, "templates": rules.supports_templates, "closes_at": None}
-    last = conversation.last_inbound_at
-    closes_at = last + rules.reply_window if last else None
-    return {
-        "open": closes_at is not None and closes_at > timezone.now(),
-        "templates": rules.supports_templates,
-        "closes_at": closes_at,
-    }
-
-
 def _session_state(number) -> str | None:
     try:
         return number.session.state
@@ -179,7 +160,7 @@ def _conversation_context(
     if with_history:
         before = inbox.int_or_none(request.GET.get("before"))
         history, has_older = inbox.conversation_messages(conversation=conversation, before=before)
-    window = _window(conversation)
+    window = conversation_reply_window(conversation)
     templates = inbox.templates_for(conversation) if window["templates"] else []
     queues, members = inbox.transfer_targets(access=access, conversation=conversation)
     quick_replies = inbox.quick_replies_for(conversation)
@@ -287,7 +268,7 @@ def conversation_action(view):
     return wrapper
 
 
-def _template_to_send(request: HttpRequest, conversation: Conversation) -> Template:
+def _template_from_form(request: HttpRequest, conversation: Conversation) -> Template:
     """The approved template the agent chose, with the values they typed for its placeholders."""
     template_id = inbox.int_or_none(request.POST["template"])
     chosen = next((t for t in inbox.templates_for(conversation) if t.pk == template_id), None)
@@ -300,8 +281,7 @@ def _template_to_send(request: HttpRequest, conversation: Conversation) -> Templ
         raise Refused(
             _("A template value has at most %(n)s characters and no NUL character.") % {"n": MAX_TEMPLATE_VALUE}
         )
-    components = [{"type": "body", "parameters": [{"type": "text", "text": v} for v in values]}] if values else []
-    return Template(name=chosen.name, language=chosen.language, components=components)
+    return template_to_send(template=chosen, values=values)
 
 
 @conversation_action
@@ -312,7 +292,7 @@ def conversation_reply_view(request, access, conversation, *, supervising):
         reply_to = Message.objects.filter(pk=quoted_id, conversation=conversation).first()
         if reply_to is None:
             raise Refused(_("The quoted message is not in this conversation."))
-    template = _template_to_send(request, conversation) if inbox.int_or_none(request.POST.get("template")) else None
+    template = _template_from_form(request, conversation) if inbox.int_or_none(request.POST.get("template")) else None
     conversation_reply(
         conversation=conversation,
         by=request.user,

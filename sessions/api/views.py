@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 
-from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions, serializers, status
 from rest_framework.request import Request
@@ -19,13 +18,20 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from crm.access import Access
-from crm.api.auth import api_access
+from crm.api.auth import api_access, api_token
 from crm.api.errors import ApiRefused
 from crm.api.pagination import ApiPagination
 from crm.models import ApiToken
-from sessions.engines import connection_engine_names
-from sessions.models import Engine, NumberSession, SessionState, SessionStateChange, WhatsAppNumber
+from sessions.models import Engine, NumberSession, SessionState, WhatsAppNumber
 from sessions.qr import qr_png
+from sessions.selectors import (
+    number_get_for_access,
+    number_has_connection,
+    number_list_for_access,
+    number_session_get,
+    session_qr_waiting,
+    session_state_change_list,
+)
 from sessions.services import (
     SessionActionError,
     session_connect_request,
@@ -39,54 +45,27 @@ ERROR_REF = {"$ref": "#/components/schemas/Error"}  # crm/api/schema.py adds the
 NUMBER_ID = OpenApiParameter("id", int, OpenApiParameter.PATH, description="The number's id.")
 
 
-# -- reads ------------------------------------------------------------------------------------------------------
-# (Kept here rather than in sessions/selectors.py only because this change may not touch that module.)
+# -- what the answers show ----------------------------------------------------------------------------------
 
 
-def numbers_visible(access: Access) -> QuerySet[WhatsAppNumber]:
-    """The numbers the caller may see, with what every answer shows (queue, session) in the same query."""
-    queryset = WhatsAppNumber.objects.select_related("queue", "session")
-    if access.client_ids is not None:
-        queryset = queryset.filter(client_id__in=access.client_ids)
-    if not access.is_staff:
-        queryset = queryset.filter(queue_id__in=access.queue_ids)
-    return queryset.order_by("client__name", "alias", "pk")
-
-
-def number_visible_get(access: Access, pk: int) -> WhatsAppNumber:
-    number = numbers_visible(access).filter(pk=pk).first()
+def _number_get(access: Access, pk: int) -> WhatsAppNumber:
+    """The number if the caller may see it; 404 otherwise."""
+    number = number_get_for_access(access=access, pk=pk)
     if number is None:
         raise exceptions.NotFound("No such number.")
     return number
 
 
-def session_of(number: WhatsAppNumber) -> NumberSession:
-    """The number's session; every saved number has one (number_session_ensure). Should one be missing, the
-    number has never been connected and nobody asked for it: shown disconnected, never created by a read."""
-    try:
-        return number.session
-    except NumberSession.DoesNotExist:
-        return NumberSession(number_id=number.pk, keep_connected=False)
-
-
-def has_connection(number: WhatsAppNumber) -> bool:
-    return number.engine in connection_engine_names()
-
-
-def qr_waiting(session: NumberSession) -> bool:
-    """Whether the number shows a QR code to scan now (as the admin's session panel decides)."""
-    return session.state == SessionState.WAITING_QR and bool(session.qr_code)
-
-
 def number_data(number: WhatsAppNumber) -> dict:
-    session = session_of(number)
+    """A number as the list and the detail show it (`NumberListApi.OutputSerializer`)."""
+    session = number_session_get(number=number)
     return {
         "id": number.pk,
         "alias": number.alias,
         "display_number": number.display_number,
         "phone_number_id": number.phone_number_id,
         "engine": number.engine,
-        "has_connection": has_connection(number),
+        "has_connection": number_has_connection(number=number),
         "is_active": number.is_active,
         "client": number.client_id,
         "queue": {"id": number.queue.pk, "name": number.queue.name} if number.queue else None,
@@ -101,8 +80,19 @@ def number_data(number: WhatsAppNumber) -> dict:
     }
 
 
-def state_data(number: WhatsAppNumber, session: NumberSession, *, access: Access) -> dict:
-    waiting = qr_waiting(session)
+def may_pair(request: Request) -> bool:
+    """Whether the caller may see what links a phone to a number (its QR code, its pairing code): staff in person,
+    and tokens with the admin scope. A read token is for looking (a BI tool); pairing would let it read and send
+    every chat of the number."""
+    token = api_token(request)
+    if token is not None:
+        return token.allows(ApiToken.Scope.ADMIN)
+    return api_access(request).is_staff
+
+
+def state_data(number: WhatsAppNumber, session: NumberSession, *, may_pair: bool) -> dict:
+    """A number's session as `NumberStateApi.OutputSerializer` shows it; the pairing code only to who may pair."""
+    waiting = session_qr_waiting(session)
     return {
         "number": number.pk,
         "state": session.state,
@@ -110,28 +100,22 @@ def state_data(number: WhatsAppNumber, session: NumberSession, *, access: Access
         "reason": session.state_reason,
         "since": session.state_changed_at,
         "keep_connected": session.keep_connected,
-        "has_connection": has_connection(number),
+        "has_connection": number_has_connection(number=number),
         "qr_available": waiting,
         "qr_expires_at": session.qr_expires_at if waiting else None,
-        "pairing_code": (session.pairing_code or None) if access.is_staff else None,
+        "pairing_code": (session.pairing_code or None) if may_pair else None,
         "last_connected_at": session.last_connected_at,
         "banned_until": session.banned_until,
     }
 
 
-def refusal(number: WhatsAppNumber, error: Exception) -> ApiRefused:
-    """A session service's refusal as 409 with a stable code: `no_connection` (a Cloud API number: nothing to
-    connect), `inactive` (deactivated number), `no_session` (the number has no session row), else
-    `not_connectable`."""
-    if not has_connection(number):
-        code = "no_connection"
-    elif isinstance(error, NumberSession.DoesNotExist):
-        return ApiRefused("no_session", f"{number.alias} has no session yet; save it once in admin.")
-    elif not number.is_active:
-        code = "inactive"
-    else:
-        code = "not_connectable"
-    return ApiRefused(code, str(error))
+def refusal(number: WhatsAppNumber, error: SessionActionError | NumberSession.DoesNotExist) -> ApiRefused:
+    """A session service's refusal as 409 with a stable code: the service's own (`no_connection`: a Cloud API
+    number, nothing to connect; `inactive`: deactivated number), or `no_session` (the number has no session
+    row)."""
+    if isinstance(error, SessionActionError):
+        return ApiRefused(error.code, error.message)
+    return ApiRefused("no_session", f"{number.alias} has no session yet; save it once in admin.")
 
 
 # -- numbers -------------------------------------------------------------------------------------------------
@@ -189,16 +173,7 @@ class NumberListApi(APIView):
     def get(self, request: Request) -> Response:
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
-        wanted = filters.validated_data
-        numbers = numbers_visible(api_access(request))
-        if "engine" in wanted:
-            numbers = numbers.filter(engine=wanted["engine"])
-        if wanted.get("is_active") is not None:
-            numbers = numbers.filter(is_active=wanted["is_active"])
-        if "state" in wanted:
-            numbers = numbers.filter(session__state=wanted["state"])
-        if "queue" in wanted:
-            numbers = numbers.filter(queue_id=wanted["queue"])
+        numbers = number_list_for_access(access=api_access(request), filters=filters.validated_data)
         paginator = ApiPagination()
         page = paginator.paginate_queryset(numbers, request, view=self)
         data = self.OutputSerializer([number_data(number) for number in page], many=True).data
@@ -229,8 +204,8 @@ class NumberDetailApi(APIView):
 
     @extend_schema(parameters=[NUMBER_ID], responses=OutputSerializer, operation_id="numbers_retrieve", tags=TAGS)
     def get(self, request: Request, id: int) -> Response:
-        number = number_visible_get(api_access(request), id)
-        history = SessionStateChange.objects.filter(number=number).order_by("-created_at", "-id")[:HISTORY_LIMIT]
+        number = _number_get(api_access(request), id)
+        history = session_state_change_list(number=number, limit=HISTORY_LIMIT)
         data = {
             **number_data(number),
             "send_rate": number.send_rate,
@@ -272,13 +247,17 @@ class NumberStateApi(APIView):
     @extend_schema(parameters=[NUMBER_ID], responses=OutputSerializer, operation_id="numbers_state", tags=TAGS)
     def get(self, request: Request, id: int) -> Response:
         access = api_access(request)
-        number = number_visible_get(access, id)
-        return Response(self.OutputSerializer(state_data(number, session_of(number), access=access)).data)
+        number = _number_get(access, id)
+        return Response(
+            self.OutputSerializer(
+                state_data(number, number_session_get(number=number), may_pair=may_pair(request))
+            ).data
+        )
 
 
 class NumberQrApi(APIView):
     """The QR code to scan with the phone (WhatsApp > Linked devices) while the number waits for it. It links a
-    phone to the number: people get it only as staff (a token acts as its client's staff)."""
+    phone to the number: only staff in person, and tokens with the admin scope, get it."""
 
     class OutputSerializer(serializers.Serializer):
         qr = serializers.CharField(help_text="The raw code, to draw with any QR library.")
@@ -299,17 +278,17 @@ class NumberQrApi(APIView):
     )
     def get(self, request: Request, id: int) -> Response:
         access = api_access(request)
-        number = number_visible_get(access, id)
-        if not access.is_staff:
-            raise exceptions.PermissionDenied("Only staff may pair a number.")
-        if not has_connection(number):
+        number = _number_get(access, id)
+        if not may_pair(request):
+            raise exceptions.PermissionDenied("Only staff, and tokens with the admin scope, may pair a number.")
+        if not number_has_connection(number=number):
             raise ApiRefused(
                 "no_connection",
                 f"{number.alias} uses the {number.get_engine_display()}, which has no QR code; only WhatsApp Web "
                 "and sandbox numbers are paired.",
             )
-        session = session_of(number)
-        if not qr_waiting(session):
+        session = number_session_get(number=number)
+        if not session_qr_waiting(session):
             raise ApiRefused(
                 "no_qr",
                 f"{number.alias} is not waiting for a QR scan ({session.get_state_display().lower()}); connect it "
@@ -339,7 +318,7 @@ class _NumberSessionActionApi(APIView):
     required_scope = ApiToken.Scope.ADMIN
 
     def number(self, request: Request, id: int) -> WhatsAppNumber:
-        return number_visible_get(api_access(request), id)
+        return _number_get(api_access(request), id)
 
     def act(self, request: Request, number: WhatsAppNumber, service) -> Response:
         try:
@@ -347,7 +326,7 @@ class _NumberSessionActionApi(APIView):
         except (SessionActionError, NumberSession.DoesNotExist) as error:
             raise refusal(number, error) from error
         session = NumberSession.objects.get(number=number)
-        data = state_data(number, session, access=api_access(request))
+        data = state_data(number, session, may_pair=True)  # only staff and admin tokens act on numbers
         return Response(NumberStateApi.OutputSerializer(data).data, status=status.HTTP_202_ACCEPTED)
 
 

@@ -21,7 +21,7 @@ from crm.models import WebhookEventType
 from crm.webhooks import webhook_events_emit
 from sessions.leases import redis_connection
 from sessions.models import NumberSession, SessionOutage, SessionState, SessionStateChange, WhatsAppNumber
-from sessions.selectors import session_state_data
+from sessions.selectors import number_has_connection, session_state_data
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +45,14 @@ class SessionStateError(Exception):
 
 
 class SessionActionError(Exception):
-    """The action does not apply to this number; nothing was changed."""
+    """The action does not apply to this number; nothing was changed. `code` for programs (no_connection: a number
+    without a connection, such as Cloud API; inactive: a deactivated number; not_waiting_qr: no QR code is shown
+    now), `message` (also its `str`) for people."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
 
 
 def _publish(session: NumberSession, number: WhatsAppNumber) -> None:
@@ -173,7 +180,7 @@ def session_connect_request(*, number: WhatsAppNumber) -> NumberSession:
     lease) connects it, showing a QR code when it has no paired device."""
     _require_connection_engine(number)
     if not number.is_active:
-        raise SessionActionError(f"{number.alias} is inactive; activate it before connecting it.")
+        raise SessionActionError("inactive", f"{number.alias} is inactive; activate it before connecting it.")
     session = NumberSession.objects.select_for_update().get(number=number)
     if not session.keep_connected:
         session.keep_connected = True
@@ -198,12 +205,11 @@ def session_disconnect_request(*, number: WhatsAppNumber) -> NumberSession:
 
 
 def _require_connection_engine(number: WhatsAppNumber) -> None:
-    from sessions.engines import connection_engine_names
-
-    if number.engine not in connection_engine_names():
+    if not number_has_connection(number=number):
         raise SessionActionError(
+            "no_connection",
             f"{number.alias} uses the {number.get_engine_display()}, which has no connection to manage; "
-            "only WhatsApp Web and sandbox numbers do."
+            "only WhatsApp Web and sandbox numbers do.",
         )
 
 
@@ -214,7 +220,8 @@ def session_pairing_code_request(*, number: WhatsAppNumber) -> None:
     session = NumberSession.objects.get(number=number)
     if session.state != SessionState.WAITING_QR:
         raise SessionActionError(
-            f"{number.alias} is not waiting to be paired ({session.get_state_display().lower()}); connect it first."
+            "not_waiting_qr",
+            f"{number.alias} is not waiting to be paired ({session.get_state_display().lower()}); connect it first.",
         )
     control_publish("pairing_code", number.pk)
 

@@ -256,6 +256,12 @@ def test_bad_filters_are_refused_with_the_fields_named(world):
     assert set(error["fields"]) == {"status", "queue", "assigned_to", "updated_since", "contact"}
 
 
+@pytest.mark.parametrize("value", ["²", "9" * 5000, "١٢"], ids=["superscript digit", "5000 digits", "arabic digits"])
+def test_odd_digits_in_assigned_to_are_refused_not_a_crash(world, value):
+    response = as_token(world).get(LIST, {"assigned_to": value})
+    assert response.status_code == 400 and "assigned_to" in error_of(response)["fields"]
+
+
 def test_an_id_past_any_integer_is_refused_not_a_crash(world):
     response = as_token(world).get(LIST, {"queue": "9" * 30})
     assert response.status_code == 400 and "queue" in error_of(response)["fields"]

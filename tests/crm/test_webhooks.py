@@ -4,6 +4,7 @@ only, and operated from admin."""
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 import uuid
@@ -34,6 +35,7 @@ from crm.webhooks import (
 )
 from queues.models import AgentAvailability
 from queues.services import agent_availability_set, conversation_assign
+from sessions.leases import redis_connection
 from sessions.models import NumberSession, SessionState
 from sessions.services.states import session_state_set
 from tests.campaigns.factories import CampaignFactory
@@ -274,7 +276,7 @@ def test_a_delivery_that_keeps_failing_is_given_up_after_the_window(tienda, rece
     assert endpoint.consecutive_failures == 5 and endpoint.last_failure_at is not None
     # and nothing sends it again, not even the sweeper
     WebhookDelivery.objects.filter(pk=delivery_id).update(next_attempt_at=timezone.now() - timedelta(hours=1))
-    assert webhook_deliveries_sweep() == {"queued": 0}
+    assert webhook_deliveries_sweep() == {"queued": 0, "pruned": 0}
     assert webhook_delivery_send(delivery_id=delivery_id) == "skipped"
     assert len(receiver.received) == 5
 
@@ -349,13 +351,96 @@ def test_the_sweeper_queues_overdue_and_abandoned_deliveries_only(tienda, receiv
     WebhookDelivery.objects.filter(pk=future).update(next_attempt_at=timezone.now() + timedelta(minutes=5))
     WebhookDelivery.objects.filter(pk=delivered).update(status=D.DELIVERED, next_attempt_at=long_ago)
 
-    from unittest import mock
+    with django_capture_on_commit_callbacks(execute=True):
+        assert webhook_deliveries_sweep() == {"queued": 2, "pruned": 0}
 
-    with mock.patch("crm.tasks.webhook_delivery_send_task.apply_async") as apply_async:
-        with django_capture_on_commit_callbacks(execute=True):
-            assert webhook_deliveries_sweep() == {"queued": 2}
+    assert sorted(queued_deliveries()) == sorted([overdue, abandoned])
 
-    assert sorted(call.args[0][0] for call in apply_async.call_args_list) == sorted([overdue, abandoned])
+
+def queued_deliveries() -> list[int]:
+    """The delivery ids waiting in the broker (Redis, queue "webhooks")."""
+    found = []
+    for raw in redis_connection().lrange("webhooks", 0, -1):
+        envelope = json.loads(raw)
+        if envelope["headers"]["task"] == "crm.tasks.webhook_delivery_send_task":
+            args, _kwargs, _embed = json.loads(base64.b64decode(envelope["body"]))
+            found.append(args[0])
+    return found
+
+
+def test_one_endpoint_never_has_more_than_two_sends_in_flight(tienda, receiver):
+    # given a receiver that hangs: two of its deliveries are being sent right now
+    endpoint_for(tienda, receiver)
+    ids = [webhook_events_emit(client_id=tienda.pk, type=E.SESSION_STATE, data={"n": n})[0] for n in range(3)]
+    WebhookDelivery.objects.filter(pk__in=ids[:2]).update(
+        status=D.SENDING, next_attempt_at=timezone.now() + timedelta(seconds=30)
+    )
+
+    # when a third is due, it waits a few seconds (no attempt spent) instead of taking another thread
+    assert webhook_delivery_send(delivery_id=ids[2]) == "busy"
+    waiting = WebhookDelivery.objects.get(pk=ids[2])
+    assert waiting.status == D.PENDING and waiting.attempts == 0 and waiting.next_attempt_at > timezone.now()
+    assert receiver.received == []
+
+
+def test_the_sweeper_takes_at_most_twenty_of_one_endpoint_per_pass(
+    tienda, receiver, django_capture_on_commit_callbacks
+):
+    busy = endpoint_for(tienda, receiver)
+    other = endpoint_for(tienda, receiver)
+    long_ago = timezone.now() - timedelta(minutes=5)
+    for n in range(25):
+        webhook_events_emit(client_id=tienda.pk, type=E.SESSION_STATE, data={"n": n})
+    WebhookDelivery.objects.update(next_attempt_at=long_ago)
+    WebhookDelivery.objects.filter(endpoint=other).update(next_attempt_at=long_ago + timedelta(minutes=1))
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert webhook_deliveries_sweep()["queued"] == 40
+
+    queued = WebhookDelivery.objects.filter(pk__in=queued_deliveries())
+    assert queued.filter(endpoint=busy).count() == 20 and queued.filter(endpoint=other).count() == 20
+
+
+def test_old_finished_deliveries_are_pruned_with_their_attempts(tienda, receiver, settings):
+    settings.EVENT_WEBHOOK_RETENTION_DAYS = 30
+    endpoint_for(tienda, receiver)
+    old, recent, pending = (
+        webhook_events_emit(client_id=tienda.pk, type=E.SESSION_STATE, data={"n": n})[0] for n in range(3)
+    )
+    assert webhook_delivery_send(delivery_id=old) == "delivered"
+    WebhookDelivery.objects.filter(pk=old).update(updated_at=timezone.now() - timedelta(days=31))
+    WebhookDelivery.objects.filter(pk=recent).update(status=D.DELIVERED)
+    WebhookDelivery.objects.filter(pk=pending).update(updated_at=timezone.now() - timedelta(days=40))
+
+    assert webhook_deliveries_sweep()["pruned"] == 1
+
+    assert set(WebhookDelivery.objects.values_list("pk", flat=True)) == {recent, pending}
+    assert not WebhookAttempt.objects.filter(delivery_id=old).exists()
+
+
+def test_private_addresses_are_refused_unless_the_operator_allows_them(client, staff, tienda, receiver, settings):
+    # given the production default
+    endpoint = endpoint_for(tienda, receiver)
+    settings.EVENT_WEBHOOK_ALLOW_PRIVATE = False
+    (delivery_id,) = webhook_events_emit(client_id=tienda.pk, type=E.SESSION_STATE, data={"n": 1})
+
+    # a delivery to 127.0.0.1 is not sent, and says why
+    assert webhook_delivery_send(delivery_id=delivery_id) == "retry"
+    assert receiver.received == []
+    assert "private or local address (127.0.0.1)" in WebhookDelivery.objects.get(pk=delivery_id).last_error
+    # and admin refuses such an endpoint (the cloud's metadata service here) with the reason
+    client.force_login(staff)
+    response = client.post(
+        "/admin/crm/webhookendpoint/add/",
+        {
+            "client": tienda.pk,
+            "url": "http://169.254.169.254/latest/",
+            "description": "x",
+            "events": ["message.received"],
+        },
+    )
+    assert response.status_code == 200 and "private or local address" in response.content.decode()
+    assert WebhookEndpoint.objects.count() == 1 and endpoint.pk
 
 
 def test_an_inactive_endpoint_gets_no_new_events_and_its_pending_deliveries_are_not_sent(tienda, receiver):

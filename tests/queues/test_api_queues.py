@@ -162,6 +162,12 @@ def test_a_queues_detail_lists_its_members_and_their_availability(ventas, team):
     ]
 
 
+def test_an_agent_sees_a_queue_without_its_members_availability(team):
+    # who is online and how loaded is the dashboard's business (staff and supervisors), as in the CRM
+    body = api_client(user=team.ana).get(f"{QUEUES}{team.soporte.pk}/").json()
+    assert body["name"] == "Soporte" and body["members"] == []
+
+
 def test_queues_the_caller_may_not_see_are_not_found(ventas, team):
     token_api = api_client(token_for(ventas)[1])
     for path in (f"{QUEUES}{team.foreign.pk}/", f"{QUEUES}{team.closed.pk}/", f"{QUEUES}999999/"):

@@ -350,7 +350,7 @@ def test_the_state_while_waiting_for_a_scan(world, ventas):
     waiting_for_scan(world.tienda, pairing_code="ABCD1234")
     row = session(world.tienda)
 
-    body = token_client(ventas).get(f"{NUMBERS}{world.tienda.pk}/state/").json()
+    body = token_client(ventas, ApiToken.Scope.ADMIN).get(f"{NUMBERS}{world.tienda.pk}/state/").json()
 
     assert body == {
         "number": world.tienda.pk,
@@ -366,7 +366,9 @@ def test_the_state_while_waiting_for_a_scan(world, ventas):
         "last_connected_at": None,
         "banned_until": None,
     }
-    # an agent of its queue sees the state, not the code that pairs a phone
+    # a read token and an agent of its queue see the state, not the code that pairs a phone
+    read_view = token_client(ventas).get(f"{NUMBERS}{world.tienda.pk}/state/").json()
+    assert read_view["qr_available"] is True and read_view["pairing_code"] is None
     agent_view = signed_in(world.agent).get(f"{NUMBERS}{world.tienda.pk}/state/").json()
     assert agent_view["qr_available"] is True and agent_view["pairing_code"] is None
 
@@ -380,7 +382,7 @@ def test_the_state_of_a_cloud_number_says_it_has_no_connection(world, ventas):
 def test_the_qr_code_while_waiting_for_a_scan(world, ventas):
     waiting_for_scan(world.tienda)
 
-    response = token_client(ventas).get(f"{NUMBERS}{world.tienda.pk}/qr/")
+    response = token_client(ventas, ApiToken.Scope.ADMIN).get(f"{NUMBERS}{world.tienda.pk}/qr/")
 
     body = response.json()
     assert response.status_code == 200 and response["Cache-Control"] == "no-store"
@@ -392,8 +394,12 @@ def test_the_qr_code_while_waiting_for_a_scan(world, ventas):
     assert signed_in(world.staff).get(f"{NUMBERS}{world.tienda.pk}/qr/").json()["qr"] == QR_CODE
 
 
-def test_only_staff_get_the_qr_code(world):
+def test_only_staff_and_admin_tokens_get_the_qr_code(world, ventas):
+    # it links a phone to the number: whoever scans it reads and sends every chat
     waiting_for_scan(world.tienda)
+    for scope in (ApiToken.Scope.READ, ApiToken.Scope.SEND):
+        response = token_client(ventas, scope).get(f"{NUMBERS}{world.tienda.pk}/qr/")
+        assert response.status_code == 403 and "admin scope" in error_of(response)["message"]
 
     for user in (world.agent, world.supervisor):
         response = signed_in(user).get(f"{NUMBERS}{world.tienda.pk}/qr/")
@@ -401,7 +407,7 @@ def test_only_staff_get_the_qr_code(world):
 
 
 def test_no_qr_code_when_the_number_is_not_waiting_for_a_scan(world, ventas):
-    api = token_client(ventas)
+    api = token_client(ventas, ApiToken.Scope.ADMIN)
     NumberSession.objects.filter(number=world.tienda).update(state="connected")
 
     not_waiting = api.get(f"{NUMBERS}{world.tienda.pk}/qr/")
