@@ -33,3 +33,18 @@ app.autodiscover_tasks()
 from sessions.bootsteps import SessionsSupervisorStep  # noqa: E402
 
 app.steps["consumer"].add(SessionsSupervisorStep)
+
+
+def retry_while_database_away(queue: str) -> dict:
+    """Options of a task whose service is safe to run twice: acknowledged only after the run, and retried with
+    backoff, indefinitely, while the database is away (`@shared_task(**retry_while_database_away("default"))`)."""
+    from django.db import InterfaceError, OperationalError
+
+    return {
+        "queue": queue,
+        "acks_late": True,
+        "autoretry_for": (OperationalError, InterfaceError),
+        "retry_backoff": True,
+        "retry_backoff_max": 300,
+        "max_retries": None,
+    }

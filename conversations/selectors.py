@@ -3,7 +3,6 @@ API (docs/api.md), admin and reports."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -209,7 +208,7 @@ def conversation_list_for_api(
     if "updated_since" in filters:
         rows = rows.filter(updated_at__gte=filters["updated_since"])
     if filters.get("q"):
-        rows = inbox._search(rows, filters["q"], access, NEWEST_FIRST, wanted=search_rows)
+        rows = inbox.conversations_search(rows, filters["q"], access, NEWEST_FIRST, wanted=search_rows)
     return rows.order_by(*NEWEST_FIRST)
 
 
@@ -251,17 +250,6 @@ def _contacts_for_access(access: Access) -> QuerySet[Contact]:
     return contacts.only(*API_CONTACT_FIELDS)
 
 
-def _contact_search(contacts: QuerySet[Contact], q: str) -> QuerySet[Contact]:
-    """Name, username or phone (any spacing), through the contact trigram index, as the inbox searches."""
-    digits = re.sub(r"\D", "", q)
-    indexed = Q(search_text__contains=q.upper())
-    exact = Q(name__icontains=q) | Q(username__icontains=q)
-    if len(digits) >= 3:
-        indexed |= Q(search_text__contains=digits)
-        exact |= Q(phone__contains=digits)
-    return contacts.annotate(search_text=inbox.CONTACT_SEARCH_TEXT).filter(indexed).filter(exact)
-
-
 def contact_list_for_access(
     *, access: Access, q: str | None = None, opted_out: bool | None = None
 ) -> QuerySet[Contact]:
@@ -270,7 +258,7 @@ def contact_list_for_access(
     those who opted out (`opted_out` true) or only the others (false) when given."""
     contacts = _contacts_for_access(access)
     if q:
-        contacts = _contact_search(contacts, q)
+        contacts = inbox.contacts_matching(contacts, q)
     if opted_out is not None:
         contacts = contacts.filter(opted_out_at__isnull=not opted_out)
     return contacts.order_by("name", "phone", "pk")

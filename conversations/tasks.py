@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from celery import shared_task
-from django.db import InterfaceError, OperationalError
 
+from config.celery import retry_while_database_away
 from conversations.services import (
     message_deliver,
     outbound_messages_sweep,
@@ -14,16 +14,8 @@ from conversations.services import (
 )
 from conversations.services.ai import ai_replies_sweep, conversation_ai_reply
 
-# Acknowledged only after the run; the database being away retries the task with backoff, indefinitely (the
-# services are safe to run twice).
-RETRY_WHILE_DATABASE_AWAY = {
-    "queue": "default",
-    "acks_late": True,
-    "autoretry_for": (OperationalError, InterfaceError),
-    "retry_backoff": True,
-    "retry_backoff_max": 300,
-    "max_retries": None,
-}
+# The services are safe to run twice.
+RETRY_WHILE_DATABASE_AWAY = retry_while_database_away("default")
 
 
 @shared_task(**RETRY_WHILE_DATABASE_AWAY)

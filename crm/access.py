@@ -61,9 +61,12 @@ class Access:
         """Answer, note, resolve, reopen, snooze, take, transfer."""
         if not self.can_see(conversation):
             return False
-        if self.is_staff or conversation.queue_id in self.supervised_queue_ids:
-            return True
-        return conversation.assigned_to_id in (None, self.user.pk)
+        return self.supervises(conversation) or conversation.assigned_to_id in (None, self.user.pk)
+
+    def supervises(self, conversation: Conversation) -> bool:
+        """Whether the user acts over the agents of this conversation (staff, or a supervisor of its queue): they
+        may act on it whoever has it; an agent only while it is theirs or nobody's (re-checked under lock)."""
+        return self.is_staff or conversation.queue_id in self.supervised_queue_ids
 
     # -- queues and agents ---------------------------------------------------------------------------------
     def queues(self) -> QuerySet[Queue]:

@@ -109,21 +109,26 @@ def _newest(queryset: QuerySet[Conversation], order: list[str]) -> QuerySet[Conv
     return queryset.filter(**{f"{key}__{newer}": bound[0]})
 
 
-def _search(
-    queryset: QuerySet[Conversation], q: str, access: Access, order: list[str], wanted: int
-) -> QuerySet[Conversation]:
-    """Name, phone (any spacing) or a word of a message; `wanted` is how many rows of the list the page needs.
-    Contacts and messages that match are read first from their trigram indexes, so the inbox query itself stays a
-    walk of its recency index."""
-    # The trigram index holds name, username and phone as one text (CONTACT_SEARCH_TEXT): one bitmap scan. The
-    # per-field test after it only keeps a search that spans two fields from matching across their seam.
+def contacts_matching(contacts: QuerySet[Contact], q: str) -> QuerySet[Contact]:
+    """The contacts whose name, username or phone (any spacing; 3+ digits) holds `q`. The trigram index holds the
+    three as one text (CONTACT_SEARCH_TEXT): one bitmap scan; the per-field test after it only keeps a search that
+    spans two fields from matching across their seam."""
     digits = re.sub(r"\D", "", q)
     indexed = Q(search_text__contains=q.upper())
     exact = Q(name__icontains=q) | Q(username__icontains=q)
     if len(digits) >= 3:
         indexed |= Q(search_text__contains=digits)
         exact |= Q(phone__contains=digits)
-    contacts = Contact.objects.annotate(search_text=CONTACT_SEARCH_TEXT).filter(indexed).filter(exact)
+    return contacts.annotate(search_text=CONTACT_SEARCH_TEXT).filter(indexed).filter(exact)
+
+
+def conversations_search(
+    queryset: QuerySet[Conversation], q: str, access: Access, order: list[str], wanted: int
+) -> QuerySet[Conversation]:
+    """Name, phone (any spacing) or a word of a message; `wanted` is how many rows of the list the page needs.
+    Contacts and messages that match are read first from their trigram indexes, so the inbox query itself stays a
+    walk of its recency index."""
+    contacts = contacts_matching(Contact.objects.all(), q)
     if access.client_ids is not None:
         contacts = contacts.filter(client_id__in=access.client_ids)
     contact_ids = list(contacts.order_by().values_list("pk", flat=True)[:CONTACT_MATCH_CAP])
@@ -202,7 +207,7 @@ def inbox_page(*, access: Access, filters: InboxFilters) -> InboxPage:
     order = ["waiting_since", "pk"] if filters.tab == "queue" else ["-last_message_at", "-pk"]
     start = (filters.page - 1) * PAGE_SIZE
     if filters.q:
-        rows = _search(rows, filters.q, access, order, wanted=start + PAGE_SIZE + 1)
+        rows = conversations_search(rows, filters.q, access, order, wanted=start + PAGE_SIZE + 1)
 
     last_message = (
         Message.objects.filter(conversation_id=OuterRef("pk"))

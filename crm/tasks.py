@@ -4,20 +4,12 @@ worker (docs/webhooks.md), so a slow receiver never holds up inbound processing 
 from __future__ import annotations
 
 from celery import shared_task
-from django.db import InterfaceError, OperationalError
 
+from config.celery import retry_while_database_away
 from crm.webhooks import webhook_deliveries_sweep, webhook_delivery_send
 
-# Acknowledged only after the run; the database being away retries the task with backoff, indefinitely (a send
-# first claims its delivery, so a second run is harmless).
-WEBHOOKS_RETRY_WHILE_DATABASE_AWAY = {
-    "queue": "webhooks",
-    "acks_late": True,
-    "autoretry_for": (OperationalError, InterfaceError),
-    "retry_backoff": True,
-    "retry_backoff_max": 300,
-    "max_retries": None,
-}
+# A send first claims its delivery, so a second run is harmless.
+WEBHOOKS_RETRY_WHILE_DATABASE_AWAY = retry_while_database_away("webhooks")
 
 
 @shared_task(**WEBHOOKS_RETRY_WHILE_DATABASE_AWAY)

@@ -45,7 +45,7 @@ from campaigns.services import (
 from conversations.models import MessageTemplate
 from crm.api.auth import ScopePermission, api_access, api_token
 from crm.api.errors import ApiRefused, error_body
-from crm.api.pagination import ApiPagination
+from crm.api.pagination import ApiPagination, paginated_response
 from crm.models import ApiToken
 from sessions.models import WhatsAppNumber
 
@@ -153,11 +153,13 @@ class CampaignListApi(CampaignApi):
     def get(self, request: Request) -> Response:
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
-        paginator = self.pagination_class()
-        page = paginator.paginate_queryset(self.campaigns(filters.validated_data), request, view=self)
-        counts = recipient_counts_by_campaign(campaign_ids=[c.pk for c in page])
-        data = [_summary(c, counts[c.pk]) for c in page]
-        return paginator.get_paginated_response(self.OutputSerializer(data, many=True).data)
+
+        def rows(page: list) -> list[dict]:
+            counts = recipient_counts_by_campaign(campaign_ids=[c.pk for c in page])
+            return [_summary(c, counts[c.pk]) for c in page]
+
+        campaigns = self.campaigns(filters.validated_data)
+        return paginated_response(request, self, campaigns, self.OutputSerializer, rows=rows)
 
 
 class CampaignDetailApi(CampaignApi):

@@ -16,7 +16,7 @@ from rest_framework.views import APIView
 from conversations.api.serializers import ConversationNumberSerializer
 from conversations.selectors import contact_get_for_access, contact_list_for_access
 from crm.api.auth import api_access
-from crm.api.pagination import ApiPagination
+from crm.api.pagination import ApiPagination, paginated_response
 
 
 class ContactListApi(APIView):
@@ -52,9 +52,7 @@ class ContactListApi(APIView):
         contacts = contact_list_for_access(
             access=api_access(request), q=wanted.get("q"), opted_out=wanted.get("opted_out")
         )
-        paginator = ApiPagination()
-        page = paginator.paginate_queryset(contacts, request, view=self)
-        return paginator.get_paginated_response(self.OutputSerializer(page, many=True).data)
+        return paginated_response(request, self, contacts, self.OutputSerializer)
 
 
 class ContactGetApi(APIView):

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from django.db.models import QuerySet
 from django.utils.translation import gettext as _
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
@@ -50,7 +49,7 @@ from crm import inbox
 from crm.access import Access
 from crm.api.auth import api_access, api_token
 from crm.api.errors import ApiRefused
-from crm.api.pagination import ApiPagination
+from crm.api.pagination import ApiPagination, paginated_response
 from crm.models import ApiToken
 
 READ, SEND = ApiToken.Scope.READ, ApiToken.Scope.SEND
@@ -70,12 +69,6 @@ ACTION_REFUSED = OpenApiResponse(
 
 def _id_field(**kwargs) -> serializers.IntegerField:
     return serializers.IntegerField(min_value=1, max_value=MAX_ID, **kwargs)
-
-
-def _paginated(request: Request, view: APIView, queryset: QuerySet, serializer_class) -> Response:
-    paginator = ApiPagination()
-    page = paginator.paginate_queryset(queryset, request, view=view)
-    return paginator.get_paginated_response(serializer_class(page, many=True).data)
 
 
 def _rows_wanted(request: Request) -> int:
@@ -98,11 +91,6 @@ def _actionable(request: Request, pk: int) -> tuple[Access, Conversation]:
     if not access.can_act(conversation):
         raise PermissionDenied(_("This conversation is assigned to someone else; ask a supervisor."))
     return access, conversation
-
-
-def _supervising(access: Access, conversation: Conversation) -> bool:
-    """As crm/views/agent.py: staff (and tokens) and supervisors of its queue act whoever has it."""
-    return access.is_staff or conversation.queue_id in access.supervised_queue_ids
 
 
 def _acted_on(pk: int) -> Response:
@@ -163,7 +151,7 @@ class ConversationListApi(APIView):
         rows = conversation_list_for_api(
             access=api_access(request), filters=filters.validated_data, search_rows=_rows_wanted(request)
         )
-        return _paginated(request, self, rows, self.OutputSerializer)
+        return paginated_response(request, self, rows, self.OutputSerializer)
 
 
 class ConversationGetApi(APIView):
@@ -223,7 +211,7 @@ class ConversationMessageListApi(APIView):
         messages = message_list_for_api(
             conversation=conversation, since=wanted.get("since"), newest_first=wanted["order"] == "newest"
         )
-        return _paginated(request, self, messages, ConversationMessageListApi.OutputSerializer)
+        return paginated_response(request, self, messages, ConversationMessageListApi.OutputSerializer)
 
 
 class ConversationMessageSendApi(APIView):
@@ -288,7 +276,7 @@ class ConversationMessageSendApi(APIView):
                     text=text,
                     template=template,
                     reply_to=reply_to,
-                    supervising=_supervising(access, conversation),
+                    supervising=access.supervises(conversation),
                 )
             else:
                 message = conversation_send_for_integration(
@@ -370,7 +358,7 @@ class ConversationAssignApi(APIView):
                 raise ValidationError({"queue": [_("No active queue with this id in the conversation's business.")]})
         queue_id = to_queue.pk if to_queue is not None else conversation.queue_id
         moves = queue_id != conversation.queue_id
-        supervising = _supervising(access, conversation)
+        supervising = access.supervises(conversation)
         try:
             if "agent" not in data:
                 conversation_transfer(
@@ -409,7 +397,7 @@ class ConversationResolveApi(APIView):
         access, conversation = _actionable(request, pk)
         try:
             conversation_resolve(
-                conversation=conversation, by=request.user, supervising=_supervising(access, conversation)
+                conversation=conversation, by=request.user, supervising=access.supervises(conversation)
             )
         except ConversationActionError as exc:
             raise _refused(exc) from None

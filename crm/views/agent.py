@@ -128,12 +128,6 @@ def _actionable(request: HttpRequest, pk: int) -> tuple[Access, Conversation]:
     return access, conversation
 
 
-def _supervising(access: Access, conversation: Conversation) -> bool:
-    """Whether the user acts over the agents of this conversation (staff, or a supervisor of its queue): they
-    may act on it whoever has it; an agent only while it is theirs or nobody's (checked again under lock)."""
-    return access.is_staff or conversation.queue_id in access.supervised_queue_ids
-
-
 def _session_state(number) -> str | None:
     try:
         return number.session.state
@@ -259,7 +253,7 @@ def conversation_action(view):
     def wrapper(request: HttpRequest, pk: int) -> HttpResponse:
         access, conversation = _actionable(request, pk)
         try:
-            response = view(request, access, conversation, supervising=_supervising(access, conversation))
+            response = view(request, access, conversation, supervising=access.supervises(conversation))
         except (Refused, ConversationActionError, OutboundRefused) as exc:
             message = exc.args[0] if isinstance(exc, Refused) else exc.message
             return _refused(request, access, conversation, message, request.POST.get("text", ""))

@@ -14,7 +14,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from crm.api.auth import api_access
-from crm.api.pagination import ApiPagination
+from crm.api.pagination import ApiPagination, paginated_response
 from queues.models import AgentAvailability, Queue
 from queues.selectors import (
     agent_availability_get,
@@ -64,11 +64,12 @@ class QueueListApi(APIView):
     @extend_schema(responses=OutputSerializer(many=True), operation_id="queues_list", tags=TAGS)
     def get(self, request: Request) -> Response:
         queues = api_access(request).queues().order_by("name", "pk")
-        paginator = self.pagination_class()
-        page = paginator.paginate_queryset(queues, request, view=self)
-        stats = queue_stats_get(queue_ids=[q.pk for q in page])
-        data = [_queue_data(q, stats[q.pk]) for q in page]
-        return paginator.get_paginated_response(self.OutputSerializer(data, many=True).data)
+
+        def rows(page: list) -> list[dict]:
+            stats = queue_stats_get(queue_ids=[q.pk for q in page])
+            return [_queue_data(q, stats[q.pk]) for q in page]
+
+        return paginated_response(request, self, queues, self.OutputSerializer, rows=rows)
 
 
 class QueueDetailApi(APIView):
@@ -157,24 +158,25 @@ class AgentListApi(APIView):
         users = agent_list(
             queue_ids=queue_ids, user_id=only_user, availability=filters.validated_data.get("availability")
         )
-        paginator = self.pagination_class()
-        page = paginator.paginate_queryset(users, request, view=self)
-        user_ids = [u.pk for u in page]
-        availability = agent_availability_get(user_ids=user_ids)
-        memberships = agent_memberships_get(queue_ids=queue_ids, user_ids=user_ids)
-        open_counts = agent_open_counts_get(user_ids=user_ids, client_ids=access.client_ids)
-        data = [
-            {
-                "id": user.pk,
-                "username": user.get_username(),
-                "name": _name(user),
-                "availability": availability[user.pk],
-                "queues": [
-                    {"id": m.queue_id, "name": m.queue.name, "role": m.role, "capacity": m.capacity}
-                    for m in memberships[user.pk]
-                ],
-                "open_conversations": open_counts.get(user.pk, 0),
-            }
-            for user in page
-        ]
-        return paginator.get_paginated_response(self.OutputSerializer(data, many=True).data)
+
+        def rows(page: list) -> list[dict]:
+            user_ids = [u.pk for u in page]
+            availability = agent_availability_get(user_ids=user_ids)
+            memberships = agent_memberships_get(queue_ids=queue_ids, user_ids=user_ids)
+            open_counts = agent_open_counts_get(user_ids=user_ids, client_ids=access.client_ids)
+            return [
+                {
+                    "id": user.pk,
+                    "username": user.get_username(),
+                    "name": _name(user),
+                    "availability": availability[user.pk],
+                    "queues": [
+                        {"id": m.queue_id, "name": m.queue.name, "role": m.role, "capacity": m.capacity}
+                        for m in memberships[user.pk]
+                    ],
+                    "open_conversations": open_counts.get(user.pk, 0),
+                }
+                for user in page
+            ]
+
+        return paginated_response(request, self, users, self.OutputSerializer, rows=rows)

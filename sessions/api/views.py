@@ -20,7 +20,7 @@ from rest_framework.views import APIView
 from crm.access import Access
 from crm.api.auth import api_access, api_token
 from crm.api.errors import ApiRefused
-from crm.api.pagination import ApiPagination
+from crm.api.pagination import ApiPagination, paginated_response
 from crm.models import ApiToken
 from sessions.models import Engine, NumberSession, SessionState, WhatsAppNumber
 from sessions.qr import qr_png
@@ -174,10 +174,9 @@ class NumberListApi(APIView):
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
         numbers = number_list_for_access(access=api_access(request), filters=filters.validated_data)
-        paginator = ApiPagination()
-        page = paginator.paginate_queryset(numbers, request, view=self)
-        data = self.OutputSerializer([number_data(number) for number in page], many=True).data
-        return paginator.get_paginated_response(data)
+        return paginated_response(
+            request, self, numbers, self.OutputSerializer, rows=lambda page: [number_data(n) for n in page]
+        )
 
 
 class NumberDetailApi(APIView):
