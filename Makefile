@@ -38,9 +38,9 @@ test: install-dev
 	DJANGO_SETTINGS_MODULE=config.settings.test $(PY) manage.py makemigrations --check --dry-run
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-## bench: every benchmark in bench/ against this machine's PostgreSQL and Redis (own database); prints figures
+## bench: every benchmark in bench/ against the real stack (own database and Redis db); one summary table
 bench: install
-	@status=0; for script in bench/[!_]*.py; do $(PY) $$script $(BENCH_ARGS) || status=1; done; exit $$status
+	$(PY) bench/run.py $(BENCH_ARGS)
 
 lint: install-dev
 	$(BIN)/ruff check .

@@ -7,11 +7,12 @@ Benchmarks run against the real PostgreSQL and Redis of this machine, on a separ
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -72,14 +73,51 @@ def seconds_figure(name: str, samples: list[float], *, limit: float | None) -> F
 
 
 def print_table(title: str, figures: list[Figure]) -> int:
-    """Print the figures; the exit status is 1 when any target is missed."""
-    rows = [("figure", "target", "measured", "result")] + [
-        (f.name, f.target, f.measured, "info" if f.ok is None else ("PASS" if f.ok else "FAIL")) for f in figures
-    ]
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    """Print the figures; the exit status is 1 when any target is missed.
+
+    Under `bench/run.py` (`make bench`), the figures are also appended to the file named by `BENCH_RESULTS`, one
+    JSON line per table, for the run's summary table."""
+    results = os.environ.get("BENCH_RESULTS")
+    if results:
+        with open(results, "a") as out:
+            out.write(json.dumps({"title": title, "figures": [asdict(f) for f in figures]}) + "\n")
+    print_rows(title, [(f.name, f.target, f.measured, result_of(f)) for f in figures])
+    return 0 if all(f.ok is not False for f in figures) else 1
+
+
+def result_of(figure: Figure) -> str:
+    return "info" if figure.ok is None else ("PASS" if figure.ok else "FAIL")
+
+
+def print_rows(
+    title: str, rows: list[tuple[str, ...]], header: tuple[str, ...] = ("figure", "target", "measured", "result")
+) -> None:
+    """A fixed-width table under `title`: the header, a rule, then the rows."""
+    table = [header, *rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     print(f"\n{title}")
-    for index, row in enumerate(rows):
+    for index, row in enumerate(table):
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
         if index == 0:
             print("  ".join("-" * width for width in widths))
-    return 0 if all(f.ok is not False for f in figures) else 1
+
+
+def pg_commit_rate(seconds: float = 3.0) -> float:
+    """This machine's raw PostgreSQL single-row INSERT + COMMIT rate from Python (psycopg, no ORM), on the
+    configured database: the baseline that makes figures comparable across machines. Rows per second."""
+    import time
+
+    import psycopg
+    from django.conf import settings
+
+    db = settings.DATABASES["default"]
+    params = {"dbname": db["NAME"], "user": db["USER"], "password": db["PASSWORD"], "host": db["HOST"]}
+    with psycopg.connect(**{k: v for k, v in params.items() if v}, port=db["PORT"] or None) as conn:
+        conn.execute("CREATE TEMPORARY TABLE bench_baseline (id bigserial PRIMARY KEY, body text NOT NULL)")
+        conn.commit()
+        done, start = 0, time.perf_counter()
+        while (elapsed := time.perf_counter() - start) < seconds:
+            conn.execute("INSERT INTO bench_baseline (body) VALUES (%s)", (f"row {done}",))
+            conn.commit()
+            done += 1
+    return done / elapsed

@@ -42,6 +42,11 @@ def main() -> int:
     parser.add_argument("--recipients", type=int, default=10_000)
     parser.add_argument("--numbers", type=int, default=4)
     parser.add_argument("--rate", type=float, default=80.0)
+    parser.add_argument(
+        "--loose",
+        action="store_true",
+        help="smoke run: rate within 80-120%% and total time within 50%% (a few dozen messages cannot show 3%%)",
+    )
     args = parser.parse_args()
 
     setup_django()
@@ -159,19 +164,20 @@ def main() -> int:
         phones.append(to)
     last = max((t for times in by_number.values() for t in times), default=started)
     figures = []
+    low, high, over = (80, 120, 0.5) if args.loose else (97, 100, 0.05)
     for number in numbers:
         times = sorted(by_number.get(number.phone_number_id, []))
         if len(times) < 2:
-            figures.append(Figure(f"{number.alias}: rate", "97-100% of rate", f"{len(times)} messages", False))
+            figures.append(Figure(f"{number.alias}: rate", f"{low}-{high}% of rate", f"{len(times)} messages", False))
             continue
         achieved = (len(times) - 1) / (times[-1] - times[0])
         share = achieved / args.rate * 100
         figures.append(
             Figure(
                 f"{number.alias}: achieved rate",
-                f"{args.rate * 0.97:g}-{args.rate:g}/s",
+                f"{args.rate * low / 100:g}-{args.rate * high / 100:g}/s",
                 f"{achieved:.2f}/s ({share:.1f}%), {len(times):,} messages",
-                97 <= share <= 100,
+                low <= share <= high,
             )
         )
         busiest = max_in_window(times)
@@ -183,9 +189,9 @@ def main() -> int:
     figures.append(
         Figure(
             "total time, start to last message",
-            f"<= {ideal * 1.05:.2f} s (ideal {ideal:.2f} s + 5%)",
+            f"<= {ideal * (1 + over):.2f} s (ideal {ideal:.2f} s + {over:.0%})",
             f"{took:.2f} s ({took / ideal * 100 - 100:+.1f}%)",
-            took <= ideal * 1.05,
+            took <= ideal * (1 + over),
         )
     )
     duplicates = len(phones) - len(set(phones))

@@ -13,6 +13,9 @@ message or one status; Meta batches several per webhook under load, and so does 
 processed and checks the result: every message stored once, every outbound message at "read". Exit status 1
 when a target is missed or anything is lost or duplicated.
 
+Before the load it measures this machine's raw PostgreSQL single-row INSERT + COMMIT rate from Python
+(`--baseline-seconds`), and prints the throughput as a ratio of it, so figures compare across machines.
+
 The offered rate defaults to 1.25 times the target. Measured from the first POST to the last event processed,
 a load offered at exactly the target can never pass (the last event is processed a little after it is
 posted); offering more shows what the workers keep up with.
@@ -27,7 +30,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import Figure, print_table, setup_django  # noqa: E402
+from _common import Figure, pg_commit_rate, print_table, setup_django  # noqa: E402
 
 
 def main() -> int:
@@ -40,6 +43,9 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=1, help="Celery worker processes")
     parser.add_argument("--concurrency", type=int, default=2, help="pool size of each worker")
     parser.add_argument("--target", type=float, default=1000, help="events per second to pass")
+    parser.add_argument(
+        "--baseline-seconds", type=float, default=5, help="how long to measure PostgreSQL's raw commit rate"
+    )
     args = parser.parse_args()
     if args.rate is None:
         args.rate = args.target * 1.25
@@ -53,6 +59,7 @@ def main() -> int:
 
     items = int(args.seconds * args.rate)
     expected = _workload.prepare(items)
+    baseline = pg_commit_rate(args.baseline_seconds)
     requests = [signed(body) for body in _workload.bodies(items, args.per_body)]
     post_rate = args.rate / args.per_body
 
@@ -93,6 +100,20 @@ def main() -> int:
             f">= {args.target:g} events/s",
             f"{throughput:,.0f} events/s (first POST to last processed: {elapsed:.1f} s)",
             throughput >= args.target,
+        ),
+        Figure(
+            "baseline: PostgreSQL single-row INSERT + COMMIT from Python (psycopg, idle machine)",
+            "-",
+            f"{baseline:,.0f} rows/s",
+            None,
+        ),
+        Figure(
+            "processing throughput / baseline (compares across machines)",
+            "-",
+            f"{throughput / baseline:.2f} (each event costs {baseline / throughput:.2f} baseline commits)"
+            if baseline and throughput
+            else "-",
+            None,
         ),
         Figure(
             "offered load",

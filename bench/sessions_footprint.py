@@ -12,7 +12,7 @@ creates `numbers` sandbox numbers that are already paired (the session's device 
 agree, as after a QR scan on an earlier day), clears every `session-lease:*` key of the bench Redis and starts a
 real sessions worker A (`celery -A config worker -Q sessions -P threads`) with the production lease and heartbeat
 (SESSIONS_LEASE_SECONDS=30, SESSIONS_HEARTBEAT_SECONDS=10: any SESSIONS_* variable of the calling environment is
-dropped so the settings' defaults apply). Then:
+dropped so the settings' defaults apply; `--lease-seconds` and `--heartbeat-seconds` set others, for a quick run). Then:
 
 1. cold start: from starting A to every number `connected` with A as owner;
 2. idle: A's RSS (VmRSS, summed over its process tree) and CPU (utime+stime deltas of the tree, % of one core)
@@ -430,7 +430,7 @@ def prepare(count: int):
             WhatsAppNumber(
                 client=client,
                 alias=f"Sessions bench {n:04d}",
-                display_number=f"+51 9{n // 1000 % 100:02d} {n % 1000:03d} {n % 1000:03d}",
+                display_number=f"+51 97{n // 1000 % 10} {n % 1000:03d} {n % 1000:03d}",  # not registry_sync's +51 900…
                 phone_number_id=f"wsp-bench-sessions-{n:05d}",
                 engine="sandbox",
                 access_token="",
@@ -467,7 +467,15 @@ def main() -> int:
         help="when to kill A: as the standby check ends; just after A renews its leases; or just after a renewal "
         "with B's heartbeat timed to fall just before the leases expire (B restarted until it does)",
     )
+    parser.add_argument("--lease-seconds", type=float, help="SESSIONS_LEASE_SECONDS (default: production's, 30)")
+    parser.add_argument(
+        "--heartbeat-seconds", type=float, help="SESSIONS_HEARTBEAT_SECONDS (default: production's, 10)"
+    )
     args = parser.parse_args()
+    if args.lease_seconds is not None:
+        os.environ["SESSIONS_LEASE_SECONDS"] = str(args.lease_seconds)
+    if args.heartbeat_seconds is not None:
+        os.environ["SESSIONS_HEARTBEAT_SECONDS"] = str(args.heartbeat_seconds)
 
     setup_django()
     from django.conf import settings

@@ -1,4 +1,5 @@
-"""The benchmarks keep working: each script runs small against the test database and prints its table."""
+"""`make bench` keeps working: its smoke run (`bench/run.py --smoke`) runs every benchmark small against the test
+database and real daphne, Celery and sessions workers, and ends with one summary table."""
 
 from __future__ import annotations
 
@@ -10,69 +11,80 @@ import pytest
 from tests.conftest import ROOT, project_env
 
 
-@pytest.mark.django_db(transaction=True)
-def test_registry_sync_bench_runs_and_prints_its_figures():
-    env = project_env()
-    env["BENCH_DATABASE_URL"] = env["DATABASE_URL"]
-
-    result = subprocess.run(
-        [sys.executable, "bench/registry_sync.py", "--entries", "40", "--repeat", "1"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-    assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
-    assert "Registry sync (bench/registry_sync.py)" in lines
-    assert any(line.startswith("first sync, 40 entries") and line.endswith("info") for line in lines)
-    assert any(line.startswith("re-run, 40 entries, nothing to write") for line in lines)
-
-
-def run_bench(script: str, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+def run_bench(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
     from django.conf import settings
 
     env = project_env()
     env["BENCH_DATABASE_URL"] = env["BENCH_CRM_DATABASE_URL"] = env["DATABASE_URL"]
     env["BENCH_REDIS_URL"] = settings.REDIS_URL
     return subprocess.run(
-        [sys.executable, script, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "bench/run.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
     )
 
 
+def summary_rows(stdout: str) -> dict[tuple[str, str], tuple[str, str]]:
+    """(bench, figure) -> (measured, result) from the summary table's fixed-width columns."""
+    lines = stdout.split("\nSummary of every benchmark", 1)[1].splitlines()
+    header, rule = lines[1], lines[2]
+    starts = [0] + [i + 2 for i, c in enumerate(rule) if c == " " and rule[i + 1 : i + 2] == " "][:4]
+    rows = {}
+    for line in lines[3:]:
+        if not line.strip():
+            break
+        cells = [line[a:b].strip() for a, b in zip(starts, [*starts[1:], None], strict=True)]
+        rows[(cells[0], cells[1])] = (cells[3], cells[4])
+    assert header.split() == ["bench", "figure", "target", "measured", "result"]
+    return rows
+
+
+@pytest.mark.timeout(300)
 @pytest.mark.django_db(transaction=True)
-def test_webhook_ack_bench_drives_real_daphne_and_prints_its_figures():
-    # a short, slow run with generous targets: this checks the harness, not this machine's speed
-    result = run_bench(
-        "bench/webhook_ack.py", "--seconds", "2", "--rate", "10", "--workers", "0", "--p50", "5000", "--p99", "10000"
+def test_the_bench_smoke_run_drives_every_benchmark_and_prints_one_summary():
+    result = run_bench("--smoke")
+
+    out = result.stdout
+    assert result.returncode == 0, out[-6000:] + result.stderr[-3000:]
+    rows = summary_rows(out)
+    benches = {bench for bench, _ in rows}
+    assert benches == {
+        "registry_sync",
+        "webhook_ack",
+        "inbound_throughput",
+        "campaign_rate",
+        "crm_at_scale",
+        "sessions_footprint",
+    }
+    assert all(result in {"PASS", "info"} for _, result in rows.values())
+    # registry sync: the service, first run and re-run
+    assert ("registry_sync", "re-run, 40 entries, nothing to write") in rows
+    # webhook ack through real daphne: every request answered and stored once
+    assert rows[("webhook_ack", "answered 200 and stored once")] == ("20 answered 200, 20 stored", "PASS")
+    # inbound throughput with real workers, and the machine's baseline it is compared with
+    assert rows[("inbound_throughput", "nothing lost, nothing twice")][0] == (
+        "10/10 acked, 20/20 messages, 0 duplicated, 20/20 outbound read, 0 pending, 0 failed events"
+    )
+    baseline = rows[
+        ("inbound_throughput", "baseline: PostgreSQL single-row INSERT + COMMIT from Python (psycopg, idle machine)")
+    ]
+    assert baseline[0].endswith(" rows/s") and float(baseline[0].split()[0].replace(",", "")) > 50
+    assert ("inbound_throughput", "processing throughput / baseline (compares across machines)") in rows
+    # campaign rate: every recipient sent once through a real worker, never above the rate in any second
+    assert rows[("campaign_rate", "messages sent / phones sent twice")] == ("60 / 0", "PASS")
+    assert sum(1 for bench, figure in rows if bench == "campaign_rate" and figure.endswith("most in any 1 s")) == 2
+    # CRM at scale: every page kind timed, live events delivered over WebSockets
+    for page in ("inbox, Mine tab", "inbox, search by message text", "conversation page, longest conversations"):
+        assert any(b == "crm_at_scale" and f.startswith(page) for b, f in rows), page
+    assert rows[("crm_at_scale", "live: events delivered (5 agents connected)")] == ("3/3 acked, 3/3 delivered", "PASS")
+    # sessions: footprint of a real sessions worker, and a takeover after SIGKILL
+    assert rows[("sessions_footprint", "leases held by B after the takeover")] == ("10/10", "PASS")
+    assert ("sessions_footprint", "takeover: SIGKILL A to 10 connected on B") in rows
+    assert "failed, " in out.splitlines()[-1] and " 0 failed" in out.splitlines()[-1]
+
+
+def test_an_unknown_benchmark_name_is_refused_with_the_known_ones():
+    result = subprocess.run(
+        [sys.executable, "bench/run.py", "--only", "nope"], cwd=ROOT, capture_output=True, text=True, timeout=30
     )
 
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "Webhook ack latency (bench/webhook_ack.py; daphne, no workers)" in result.stdout
-    assert "20 answered 200, 20 stored" in result.stdout
-
-
-@pytest.mark.django_db(transaction=True)
-def test_inbound_throughput_bench_processes_everything_with_real_workers():
-    result = run_bench(
-        "bench/inbound_throughput.py",
-        *("--seconds", "2", "--rate", "40", "--per-body", "8", "--target", "1", "--concurrency", "1"),
-    )
-
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "nothing lost, nothing twice" in result.stdout
-    assert "10/10 acked, 20/20 messages, 0 duplicated, 20/20 outbound read, 0 pending, 0 failed events" in result.stdout
-
-
-@pytest.mark.django_db(transaction=True)
-def test_campaign_rate_bench_sends_every_recipient_once_through_a_real_worker():
-    # small and slow: this checks the harness (real worker, governor, timing fake), not this machine's speed
-    result = run_bench("bench/campaign_rate.py", "--recipients", "60", "--numbers", "2", "--rate", "20")
-
-    assert "Campaign rate accuracy" in result.stdout, result.stdout + result.stderr
-    lines = result.stdout.splitlines()
-    sent = next(line for line in lines if line.startswith("messages sent / phones sent twice"))
-    assert sent.split()[-1] == "PASS", result.stdout
-    assert sum(1 for line in lines if "most in any 1 s" in line) == 2, result.stdout
+    assert result.returncode == 2
+    assert "unknown benchmark(s): nope; known: registry_sync.py" in result.stderr
