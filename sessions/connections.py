@@ -47,6 +47,9 @@ def connection_unregister(number_id: int, connection: Connection | None = None) 
             _connections.pop(number_id, None)
 
 
+NUMBER_QUEUE_PREFIX = "sessions.number."
+
+
 def number_queue(number_id: int) -> str:
     """The Celery queue of sends for a number whose connection one sessions worker owns."""
-    return f"sessions.number.{number_id}"
+    return f"{NUMBER_QUEUE_PREFIX}{number_id}"
