@@ -9,7 +9,10 @@ WhatsApp Web:
   messages, read receipts, QR scans and injected faults. The stream keeps what arrives while the number is
   offline, and a connection delivers it on reconnect, like WhatsApp does. The connection's position in it
   (`sandbox:cursor:<id>`) moves only after the listener has stored what it was given;
-- what the number sends, in a stream per customer (`sandbox:phone:<id>:<digits>`): the customer phone page.
+- what the number sends, in a stream per customer (`sandbox:phone:<id>:<digits>`): the customer phone page;
+- which devices were online when, in one stream (`sandbox:presence`: a connection's id, process, number, "open"
+  or "close" and the time), as a server knows its live connections: `make chaos` checks from it that no number
+  was ever online from two connections at once.
 
 One `_Hub` thread per process reads the streams of every live sandbox connection with a single blocking XREAD,
 so 500 idle numbers cost one Redis call per second.
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import secrets
 import threading
 import time
@@ -57,6 +61,9 @@ def cursor_key(number_id: int) -> str:
     return f"sandbox:cursor:{number_id}"
 
 
+PRESENCE_KEY = "sandbox:presence"
+
+
 def phone_key(number_id: int, phone: str) -> str:
     return f"sandbox:phone:{number_id}:{_digits(phone)}"
 
@@ -79,6 +86,35 @@ def _unlink(number_id: int, device_jid: str | None = None) -> None:
 def _account(number_id: int) -> SandboxAccount:
     account, _ = SandboxAccount.objects.get_or_create(number_id=number_id)
     return account
+
+
+def _presence(number_id: int, connection_id: str, event: str) -> None:
+    """Note a device coming online ("open") or leaving ("close"). A process killed outright notes no "close": its
+    connections end with it, when it dies."""
+    try:
+        redis_connection().xadd(
+            PRESENCE_KEY,
+            {"number": number_id, "connection": connection_id, "pid": os.getpid(), "event": event, "at": time.time()},
+            maxlen=100_000,
+            approximate=True,
+        )
+    except redis.RedisError:
+        logger.warning("sandbox: could not note number %s %s in the presence log", number_id, event)
+
+
+def sandbox_presence_log() -> list[dict[str, Any]]:
+    """Every presence note kept, oldest first: {"number", "connection", "pid", "event", "at"}."""
+    entries = redis_connection().xrange(PRESENCE_KEY)
+    return [
+        {
+            "number": int(fields[b"number"]),
+            "connection": fields[b"connection"].decode(),
+            "pid": int(fields[b"pid"]),
+            "event": fields[b"event"].decode(),
+            "at": float(fields[b"at"]),
+        }
+        for _, fields in entries
+    ]
 
 
 # --- The network's side: what customers, the simulator and tests do ----------------------------------------
@@ -202,6 +238,7 @@ class SandboxConnection:
         self.connected = False
         self.online_at = 0.0
         self.closed = False
+        self.connection_id = uuid.uuid4().hex
         self._lock = threading.Lock()
 
     # Connection protocol
@@ -228,15 +265,21 @@ class SandboxConnection:
         with self._lock:
             if self.closed:
                 return
+            was_online = self.connected
             self.closed, self.connected = True, False
         hub().detach(self)
+        if was_online:
+            _presence(self.number_id, self.connection_id, "close")
         self.listener.on_disconnected(self.number_id, Disconnect(DisconnectKind.CLOSED, "Connection closed"))
 
     def logout(self) -> None:
         _unlink(self.number_id)
         with self._lock:
+            was_online = self.connected and not self.closed
             self.closed, self.connected = True, False
         hub().detach(self)
+        if was_online:
+            _presence(self.number_id, self.connection_id, "close")
 
     def request_pairing_code(self, phone: str) -> str:
         if self.connected or not self.qr_code:
@@ -269,6 +312,7 @@ class SandboxConnection:
                 return
             self.connected = True
             self.online_at = time.time()
+        _presence(self.number_id, self.connection_id, "open")
         hub().attach(self)  # first: what waited is read again from the cursor, whatever the listener does
         self.listener.on_connected(self.number_id, self.device_jid)
 
@@ -276,8 +320,11 @@ class SandboxConnection:
         with self._lock:
             if self.closed:
                 return
+            was_online = self.connected
             self.closed, self.connected = True, False
         hub().detach(self)
+        if was_online:
+            _presence(self.number_id, self.connection_id, "close")
         self.listener.on_disconnected(self.number_id, Disconnect(kind, reason, until))
 
     def tick(self) -> None:

@@ -4,6 +4,7 @@ test_sessions_worker.py.)"""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 
@@ -17,6 +18,7 @@ from sessions.engines.sandbox import (
     sandbox_customer_read,
     sandbox_customer_send,
     sandbox_inject,
+    sandbox_presence_log,
     sandbox_scan,
 )
 from sessions.leases import lease_owners
@@ -176,6 +178,25 @@ def test_a_transient_drop_reconnects_with_backoff_and_records_the_outage(number,
     assert states[-3:] == ["disconnected", "connecting", "connected"]
     drop = SessionStateChange.objects.filter(number=number, state="disconnected").latest("created_at")
     assert "reconnecting in" in drop.reason and "attempt 1" in drop.reason
+
+
+def test_the_sandbox_network_notes_each_connection_online_and_gone_in_its_presence_log(number, supervisor):
+    # given a paired number (one connection came online)
+    sup = pair(number, supervisor)
+
+    # when the network drops it (it reconnects: a second connection) and the worker then stops
+    sandbox_inject(number=number, fault="disconnect")
+    wait_for(lambda: len(sandbox_presence_log()) == 3, what="the reconnection's open")
+    wait_for(state_is(number, "connected"), what="connected again")
+    sup.stop()
+
+    # then the log shows two connections of this process, one after the other, never both online
+    log = sandbox_presence_log()
+    assert [(e["number"], e["event"]) for e in log] == [(number.pk, "open"), (number.pk, "close")] * 2
+    first, second = log[0]["connection"], log[2]["connection"]
+    assert first != second and log[1]["connection"] == first and log[3]["connection"] == second
+    assert {e["pid"] for e in log} == {os.getpid()}
+    assert [e["at"] for e in log] == sorted(e["at"] for e in log)
 
 
 def test_a_logout_from_the_phone_removes_the_device_and_tells_staff_without_reconnecting(number, supervisor):
