@@ -72,6 +72,10 @@ CHECK_EVERY = 0.2  # seconds between looks at the campaign (paused? window? more
 CATCH_UP_GAP = 0.5  # of the interval: how close a late sender may follow the previous departure
 ARM_AT_ONCE = 8  # most sends the feeder reserves slots for and marks in one go
 HEALTH_EVERY = 5.0  # seconds between refreshing recipients from their messages (late failures) and a spike check
+# Seconds a stopping dispatcher keeps trying to record the provider's answers while the database is away. Those
+# answers are the only record of what the provider was given: lost, their recipients become `unknown`, and a
+# "retry unknown" would send them twice.
+FINAL_RECORD_WAIT = 60.0
 
 # Refusals that say something is wrong with the campaign or its number, not with one recipient: pause.
 PAUSING_REFUSALS = {"number_inactive", "engine_unavailable", "templates_unsupported"}
@@ -319,8 +323,7 @@ class _Dispatcher:
             self.stop.set()
             for thread in threads:
                 thread.join()
-            self._record_answers(campaign)
-            self._release_unsent()
+            self._record_remaining(campaign)
             close_old_connections()
         if self.pause_reason:
             campaign_pause(campaign=self._campaign(), reason=self.pause_reason, automatic=True)
@@ -567,6 +570,38 @@ class _Dispatcher:
             self._count(recipient.status)
         return len(updated), sum(1 for recipient in updated if recipient.status == R.FAILED)
 
+    def _record_remaining(self, campaign: Campaign) -> None:
+        """On the way out: record every answer still held and give back the claims not handed over, waiting up to
+        FINAL_RECORD_WAIT for a database that is away (restarting) rather than losing what the provider said."""
+        deadline = time.monotonic() + FINAL_RECORD_WAIT
+        while True:
+            self._record_answers(campaign)  # on failure it keeps them, reconnects and pauses a moment
+            with self.lock:
+                left = len(self.answers)
+            if not left:
+                break
+            if time.monotonic() > deadline:
+                logger.error(
+                    "campaign %s: %s answers could not be recorded in %.0f s; their recipients become unknown",
+                    campaign.pk,
+                    left,
+                    FINAL_RECORD_WAIT,
+                )
+                break
+            time.sleep(0.5)
+        unsent = self._unsent()
+        while unsent:
+            claimed_at, ids = next(iter(unsent.items()))
+            try:
+                self.report.released += recipients_release(ids=ids, claimed_at=claimed_at)
+                del unsent[claimed_at]
+            except OperationalError:
+                close_old_connections()
+                if time.monotonic() > deadline:  # the claims go back by themselves once stale
+                    logger.warning("campaign %s: unsent claims not given back; they return when stale", campaign.pk)
+                    return
+                time.sleep(0.5)
+
     @transaction.atomic
     def _record(self, campaign: Campaign, answers: list[BulkResult]) -> list[Recipient]:
         messages = outbound_bulk_record(number=campaign.number, results=answers, origin=Message.Origin.CAMPAIGN)
@@ -583,16 +618,15 @@ class _Dispatcher:
         recipients_record(updated, at=now)
         return updated
 
-    def _release_unsent(self) -> None:
+    def _unsent(self) -> dict[datetime, list[int]]:
+        """Take every claimed recipient not handed over off the work queue, by claim time."""
         by_claim: dict[datetime, list[int]] = {}
         while True:
             try:
                 item, claimed_at = self.work.get_nowait()
             except queue.Empty:
-                break
+                return by_claim
             by_claim.setdefault(claimed_at, []).append(item.key if isinstance(item, BulkSend) else item)
-        for claimed_at, ids in by_claim.items():
-            self.report.released += recipients_release(ids=ids, claimed_at=claimed_at)
 
 
 class _DepartureWindow:
