@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PY := $(BIN)/python
 
-.PHONY: run test bench install install-dev lint format migrations schema key services clean
+.PHONY: run test bench chaos install install-dev lint format migrations schema key services clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,10 @@ test: install-dev
 ## bench: every benchmark in bench/ against the real stack (own database and Redis db); one summary table
 bench: install
 	$(PY) bench/run.py $(BENCH_ARGS)
+
+## chaos: fault scenarios (kills, server restarts, duplicates, hostile bodies) on servers of its own; one table
+chaos: install-dev
+	$(PY) bench/chaos.py $(CHAOS_ARGS)
 
 lint: install-dev
 	$(BIN)/ruff check .

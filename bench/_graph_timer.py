@@ -5,7 +5,8 @@ behaviour, but under hundreds of requests a second its threads queue for the int
 times it notes bunch up by tens of milliseconds, which is the very thing a rate benchmark measures. This one is a
 single asyncio loop in a separate process: it notes each request's arrival the moment its bytes are read, answers
 like Meta (`{"messaging_product", "contacts", "messages": [{"id": "wamid…"}]}`; 401 for a wrong token), and writes
-every arrival as `phone_number_id,to,time.time()` lines to `--out` when it gets SIGTERM.
+every arrival as a `phone_number_id,to,time.time()` line to `--out`, flushed before it answers (so what a
+provider received can be read while it runs, and survives the client's crash); SIGTERM stops it.
 
     python bench/_graph_timer.py --port 8123 --token EAAG... --out arrivals.csv
 """
@@ -18,9 +19,10 @@ import json
 import signal
 import time
 import uuid
+from typing import TextIO
 
 
-async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, token: str, arrivals: list) -> None:
+async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, token: str, arrivals: TextIO) -> None:
     try:
         while True:
             head = await reader.readuntil(b"\r\n\r\n")
@@ -36,7 +38,8 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, tok
                 status, reply = 401, {"error": {"message": "Invalid OAuth access token.", "code": 190}}
             else:
                 to = str(json.loads(body).get("to", ""))
-                arrivals.append((parts[1], to, arrived))
+                arrivals.write(f"{parts[1]},{to},{arrived:.6f}\n")
+                arrivals.flush()
                 status = 200
                 reply = {
                     "messaging_product": "whatsapp",
@@ -61,16 +64,14 @@ async def main() -> None:
     parser.add_argument("--token", required=True)
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
-    arrivals: list[tuple[str, str, float]] = []
-    server = await asyncio.start_server(
-        lambda r, w: handle(r, w, args.token, arrivals), "127.0.0.1", args.port, backlog=512
-    )
-    stop = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    async with server:
-        await stop.wait()
-    with open(args.out, "w") as out:
-        out.writelines(f"{pid},{to},{at:.6f}\n" for pid, to, at in arrivals)
+    with open(args.out, "a") as arrivals:
+        server = await asyncio.start_server(
+            lambda r, w: handle(r, w, args.token, arrivals), "127.0.0.1", args.port, backlog=512
+        )
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        async with server:
+            await stop.wait()
 
 
 if __name__ == "__main__":
