@@ -106,6 +106,15 @@ class ParsedWebhook:
     phone_number_ids: list[str]
 
 
+# The longest values the columns they land in hold (conversations.models: Message.provider_message_id and
+# quoted_provider_message_id, Contact.wa_id and bsuid); tests/conversations/test_inbound_parse.py checks them.
+MAX_PROVIDER_ID = 128
+MAX_WA_ID = 64
+MAX_BSUID = 160
+# Prices and quantities of an order line beyond this are not believable (and would overflow the total).
+MAX_ORDER_NUMBER = Decimal("1e12")
+
+
 # --- small, forgiving readers ---------------------------------------------------------------------------------
 
 
@@ -251,14 +260,17 @@ def _parse_messages_change(value: dict, where: str, result: ParsedWebhook) -> No
             if not isinstance(item, dict):
                 result.problems.append(f"{item_where}: not an object")
                 continue
-            if name == "messages":
-                message = _parse_message(item, pid, display, contacts, item_where, result.problems)
-                if message is not None:
-                    result.messages.append(message)
-            else:
-                status = _parse_status(item, pid, contacts, item_where, result.problems)
-                if status is not None:
-                    result.statuses.append(status)
+            try:
+                if name == "messages":
+                    message = _parse_message(item, pid, display, contacts, item_where, result.problems)
+                    if message is not None:
+                        result.messages.append(message)
+                else:
+                    status = _parse_status(item, pid, contacts, item_where, result.problems)
+                    if status is not None:
+                        result.statuses.append(status)
+            except (ArithmeticError, RecursionError, ValueError, TypeError) as exc:  # one odd item, not the event
+                result.problems.append(f"{item_where}: could not be read ({type(exc).__name__}: {str(exc)[:100]})")
 
 
 # --- people ---------------------------------------------------------------------------------------------------
@@ -271,13 +283,25 @@ def _find_contact(contacts: list[dict], wa_id: str | None, bsuid: str | None) ->
     return None
 
 
+def _wa_id(value: Any) -> str | None:
+    """A WhatsApp id as digits: Meta sends digits only, but a number written as a phone number ("+51 960 000
+    007") is still that number. Anything else is kept as it came, for the receiver to refuse."""
+    text = _opt(value)
+    if text is None:
+        return None
+    digits = "".join(ch for ch in text if ch.isdigit())
+    if digits and len(digits) <= MAX_WA_ID and all(ch.isdigit() or ch in " +-()" for ch in text):
+        return digits
+    return text
+
+
 def _sender(item: dict, contacts: list[dict]) -> InboundSender | None:
-    wa_id, bsuid = _opt(item.get("from")), _opt(item.get("from_user_id"))
+    wa_id, bsuid = _wa_id(item.get("from")), _opt(item.get("from_user_id"))
     contact = _find_contact(contacts, wa_id, bsuid)
     if contact is None and not wa_id and not bsuid and len(contacts) == 1:
         contact = contacts[0]
     if contact is not None:
-        wa_id = wa_id or _opt(contact.get("wa_id"))
+        wa_id = wa_id or _wa_id(contact.get("wa_id"))
         bsuid = bsuid or _opt(contact.get("user_id"))
     if not wa_id and not bsuid:
         return None
@@ -297,9 +321,15 @@ def _parse_message(
     if not wamid:
         problems.append(f"{where}: missing id")
         return None
+    if len(wamid) > MAX_PROVIDER_ID:
+        problems.append(f"{where}: id longer than {MAX_PROVIDER_ID} characters")
+        return None
     sender = _sender(item, contacts)
     if sender is None:
         problems.append(f"{where}: missing from / from_user_id")
+        return None
+    if sender.bsuid is not None and len(sender.bsuid) > MAX_BSUID:
+        problems.append(f"{where}: from_user_id longer than {MAX_BSUID} characters")
         return None
     timestamp = _timestamp_or_now(item, where, problems)
     kind_name = _text(item.get("type"))
@@ -317,6 +347,8 @@ def _parse_message(
     quoted = _opt(_obj(item.get("context")).get("id"))
     if kind == "reaction":
         quoted = _opt(_obj(payload).get("message_id")) or quoted
+    if quoted is not None and len(quoted) > MAX_PROVIDER_ID:
+        quoted = None  # no message of ours has such an id: nothing to point at
     code, reason = _first_error(item)
     return InboundMessage(
         phone_number_id=pid,
@@ -401,7 +433,7 @@ def _interactive_body(payload: dict) -> str:
 def _flow_answers(response_json: Any) -> str:
     try:
         answers = json.loads(response_json) if isinstance(response_json, str) else response_json
-    except ValueError:
+    except (ValueError, RecursionError):
         return _text(response_json)
     if not isinstance(answers, dict):
         return _text(response_json)
@@ -418,7 +450,7 @@ def _decimal(value: Any) -> Decimal | None:
         number = Decimal(_text(value))
     except InvalidOperation:
         return None
-    return number if number.is_finite() else None
+    return number if number.is_finite() and abs(number) < MAX_ORDER_NUMBER else None
 
 
 def _order_body(payload: dict) -> str:
@@ -487,6 +519,9 @@ def _parse_status(item: dict, pid: str, contacts: list[dict], where: str, proble
     wamid, status = _text(item.get("id")), _text(item.get("status"))
     if not wamid:
         problems.append(f"{where}: missing id")
+        return None
+    if len(wamid) > MAX_PROVIDER_ID:
+        problems.append(f"{where}: id longer than {MAX_PROVIDER_ID} characters")
         return None
     if not status:
         problems.append(f"{where}: missing status")

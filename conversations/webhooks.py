@@ -11,12 +11,14 @@ import hashlib
 import hmac
 import json
 import logging
+import math
+import re
 import threading
 import time
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import DatabaseError
+from django.db import DatabaseError, DataError
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
@@ -136,7 +138,7 @@ def webhook_post(raw: bytes, signature: str, *, enqueue: bool = True) -> Webhook
 
     `enqueue=False` leaves handing the stored event to a worker to the caller (the ASGI path batches it)."""
     try:
-        body = json.loads(raw)
+        body = json.loads(raw, parse_constant=_not_json, parse_float=_finite)
     except (ValueError, RecursionError):
         body = None
     phone_number_ids = phone_number_ids_of(body)
@@ -158,10 +160,13 @@ def webhook_post(raw: bytes, signature: str, *, enqueue: bool = True) -> Webhook
         check_envelope(body)  # items inside are judged (and reported) by the worker
     except WebhookShapeError as exc:
         return _error(400, f"not a WhatsApp webhook: {exc}")
-    if b"\\u0000" in raw:
-        body = _without_nul(body)  # PostgreSQL's jsonb cannot hold U+0000; the signature was over the raw body
+    if b"\\u0000" in raw or _SURROGATE_ESCAPE.search(raw):
+        body = _storable(body)  # escapes of what jsonb cannot hold; the signature was over the raw body
     try:
         event = webhook_event_store(body=body, phone_number_ids=phone_number_ids, client_id=client_id, enqueue=enqueue)
+    except (DataError, RecursionError) as exc:  # this body can never be stored: retrying cannot help
+        logger.warning("webhook refused: the body cannot be stored (%s)", exc)
+        return _error(400, f"the body cannot be stored: {str(exc).splitlines()[0][:200] or type(exc).__name__}")
     except DatabaseError:
         logger.exception("webhook: could not store the event")
         return _error(503, "temporarily unable to store the webhook; retry later")
@@ -169,15 +174,44 @@ def webhook_post(raw: bytes, signature: str, *, enqueue: bool = True) -> Webhook
     return WebhookReply(200, b"EVENT_RECEIVED", "text/plain", event.pk)
 
 
-def _without_nul(value):
-    """`value` with U+0000 in its strings replaced by U+FFFD, the character for "unrepresentable"."""
-    if isinstance(value, str):
-        return value.replace("\x00", "\ufffd")
-    if isinstance(value, list):
-        return [_without_nul(item) for item in value]
-    if isinstance(value, dict):
-        return {_without_nul(key): _without_nul(item) for key, item in value.items()}
-    return value
+def _not_json(constant: str) -> None:
+    raise ValueError(f"{constant} is not a JSON value")
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(f"the number {text[:20]} is too large")
+    return number
+
+
+# What PostgreSQL's jsonb cannot hold in a string: U+0000 and UTF-16 surrogates that are not part of a pair (a
+# pair is one character once decoded). Both become U+FFFD, the character for "unrepresentable".
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _storable(body):
+    """`body` (freshly parsed, changed in place) with every string and key cleaned of what jsonb cannot hold.
+    Iterative, so any depth json.loads accepted is walked without recursion."""
+    if isinstance(body, str):
+        return _UNSTORABLE.sub("\ufffd", body)
+    stack = [body] if isinstance(body, list | dict) else []
+    while stack:
+        node = stack.pop()
+        pairs = enumerate(node) if isinstance(node, list) else list(node.items())
+        if isinstance(node, dict):
+            node.clear()
+        for key, item in pairs:
+            if isinstance(item, str):
+                item = _UNSTORABLE.sub("\ufffd", item)
+            elif isinstance(item, list | dict):
+                stack.append(item)
+            if isinstance(node, list):
+                node[key] = item
+            else:
+                node[_UNSTORABLE.sub("\ufffd", key)] = item
+    return body
 
 
 @csrf_exempt

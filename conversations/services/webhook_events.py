@@ -70,6 +70,9 @@ def _start(event: WebhookEvent) -> _Run:
         return _Run(event, parse_webhook(event.body))
     except WebhookShapeError as exc:  # the view rejects these; an event stored by other means may still be odd
         return _Run(event, None, errors=[f"not a WhatsApp webhook: {exc}"])
+    except Exception as exc:  # one unreadable event fails alone: it must never hold up the others of its batch
+        logger.exception("webhook event %s could not be read", event.pk)
+        return _Run(event, None, errors=[f"could not be read: {type(exc).__name__}: {str(exc)[:200]}"])
 
 
 def webhook_event_process(*, event_id: int, force: bool = False) -> WebhookEvent | None:

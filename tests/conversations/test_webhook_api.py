@@ -170,3 +170,34 @@ def test_a_nul_character_in_a_message_is_stored_as_the_replacement_character(cli
     assert response.status_code == 200
     stored = WebhookEvent.objects.get().body
     assert stored["entry"][0]["changes"][0]["value"]["messages"][0]["text"]["body"] == "a\ufffdb"
+
+
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity", "1e400"])
+def test_numbers_json_does_not_have_are_refused_as_not_json_and_nothing_is_stored(client, number, value):
+    # found by make chaos: jsonb refuses them, and the refusal was answered 503 (Meta retries those for days)
+    raw = (
+        '{"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{"field": "x", "value": {"n": '
+        + value
+        + "}}]}]}"
+    ).encode()
+
+    response = post(client, None, raw=raw)
+
+    assert response.status_code == 400 and b"not valid JSON" in response.content
+    assert not WebhookEvent.objects.exists()
+
+
+def test_a_lone_surrogate_and_a_nul_at_any_depth_are_stored_as_the_replacement_character(client, number):
+    body = text_webhook()
+    body["entry"][0]["changes"][0]["value"]["messages"][0]["text"]["body"] = "a\ud800b"
+    deep = json.dumps(body)[:-1] + ', "deep": ' + "[" * 600 + '"\\u0000"' + "]" * 600 + "}"
+
+    response = post(client, None, raw=deep.encode())
+
+    assert response.status_code == 200
+    stored = WebhookEvent.objects.get().body
+    assert stored["entry"][0]["changes"][0]["value"]["messages"][0]["text"]["body"] == "a\ufffdb"
+    inner = stored["deep"]
+    for _ in range(600):
+        inner = inner[0]
+    assert inner == "\ufffd"
