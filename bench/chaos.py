@@ -725,6 +725,7 @@ def main() -> int:
             "HEALTH_CHECK_TIMEOUT": "1",
         }
         os.environ.update(overrides, BENCH_DATABASE_URL=pg.url, BENCH_REDIS_URL=redis_server.url)
+        os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings.local"  # as the stack's processes (not tests')
         os.environ.update(WHATSAPP_APP_SECRET="bench-app-secret", DEBUG="false")
         print(f"chaos: PostgreSQL on :{pg.port}, Redis on :{redis_server.port}, logs in {root}", flush=True)
         setup_django()

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from tests.config.tables import table_rows
 from tests.conftest import ROOT, project_env
 
 
@@ -23,18 +24,9 @@ def run_bench(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
 
 
 def summary_rows(stdout: str) -> dict[tuple[str, str], tuple[str, str]]:
-    """(bench, figure) -> (measured, result) from the summary table's fixed-width columns."""
-    lines = stdout.split("\nSummary of every benchmark", 1)[1].splitlines()
-    header, rule = lines[1], lines[2]
-    starts = [0] + [i + 2 for i, c in enumerate(rule) if c == " " and rule[i + 1 : i + 2] == " "][:4]
-    rows = {}
-    for line in lines[3:]:
-        if not line.strip():
-            break
-        cells = [line[a:b].strip() for a, b in zip(starts, [*starts[1:], None], strict=True)]
-        rows[(cells[0], cells[1])] = (cells[3], cells[4])
-    assert header.split() == ["bench", "figure", "target", "measured", "result"]
-    return rows
+    """(bench, figure) -> (measured, result) from the summary table."""
+    rows = table_rows(stdout, "Summary of every benchmark", ("bench", "figure", "target", "measured", "result"))
+    return {(bench, figure): (measured, result) for bench, figure, _target, measured, result in rows}
 
 
 @pytest.mark.timeout(300)
