@@ -45,7 +45,7 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from _common import Figure, print_table, setup_django
-from _stack import APP_SECRET, Stack, sign
+from _stack import APP_SECRET, Stack, read_response, sign
 
 CLIENT_SLUG = "bench-hostile"
 PHONE_NUMBER_ID = "106540377700001"  # this scenario's own Cloud API number (bench's is 106540300000001)
@@ -1110,7 +1110,7 @@ async def send_at_rate(
                 await writer.drain()
             except (ConnectionResetError, BrokenPipeError):
                 pass  # the server may answer (413) before reading everything
-            status, body, keep = await asyncio.wait_for(_read_response(reader), timeout)
+            status, body, keep = await asyncio.wait_for(read_response(reader), timeout)
             answers[index] = Answer(status, body[:300])
             reusable = keep and not request.close
         except (OSError, ValueError, asyncio.IncompleteReadError, TimeoutError) as exc:
@@ -1128,37 +1128,6 @@ async def send_at_rate(
     for _, writer in idle:
         writer.close()
     return answers
-
-
-async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]:
-    """(status, body, whether the connection stays open) of one HTTP/1.1 response."""
-    status_line = await reader.readline()
-    if not status_line:
-        raise ValueError("connection closed")
-    status = int(status_line.split()[1])
-    length, chunked, keep = None, False, True
-    while True:
-        line = await reader.readline()
-        if line in (b"\r\n", b""):
-            break
-        name, _, value = line.partition(b":")
-        name = name.strip().lower()
-        if name == b"content-length":
-            length = int(value)
-        elif name == b"transfer-encoding" and b"chunked" in value.lower():
-            chunked = True
-        elif name == b"connection" and b"close" in value.lower():
-            keep = False
-    if chunked:
-        body = b""
-        while True:
-            size = int((await reader.readline()).split(b";")[0], 16)
-            body += (await reader.readexactly(size + 2))[:-2]
-            if size == 0:
-                return status, body, keep
-    if length is None:
-        return status, await reader.read(), False
-    return status, await reader.readexactly(length), keep
 
 
 # --- webhooks: run and check ------------------------------------------------------------------------------------

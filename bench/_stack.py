@@ -230,13 +230,13 @@ async def post_at_rate(
     return results
 
 
-async def _read_response(reader: asyncio.StreamReader) -> int:
-    """Read one HTTP/1.1 response (Content-Length or chunked body); its status code."""
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]:
+    """(status, body, whether the connection stays open) of one HTTP/1.1 response."""
     status_line = await reader.readline()
     if not status_line:
         raise ValueError("connection closed")
     status = int(status_line.split()[1])
-    length, chunked = 0, False
+    length, chunked, keep = None, False, True
     while True:
         line = await reader.readline()
         if line in (b"\r\n", b""):
@@ -247,14 +247,23 @@ async def _read_response(reader: asyncio.StreamReader) -> int:
             length = int(value)
         elif name == b"transfer-encoding" and b"chunked" in value.lower():
             chunked = True
-    if not chunked:
-        await reader.readexactly(length)
-        return status
-    while True:
-        size = int((await reader.readline()).split(b";")[0], 16)
-        await reader.readexactly(size + 2)
-        if size == 0:
-            return status
+        elif name == b"connection" and b"close" in value.lower():
+            keep = False
+    if chunked:
+        body = b""
+        while True:
+            size = int((await reader.readline()).split(b";")[0], 16)
+            body += (await reader.readexactly(size + 2))[:-2]
+            if size == 0:
+                return status, body, keep
+    if length is None:
+        return status, await reader.read(), False
+    return status, await reader.readexactly(length), keep
+
+
+async def _read_response(reader: asyncio.StreamReader) -> int:
+    """The status code of one HTTP/1.1 response, its body read past."""
+    return (await read_response(reader))[0]
 
 
 def percentile(values: list[float], q: float) -> float:
