@@ -1340,7 +1340,7 @@ def _webhook_figures(deliveries, answers, counts, last_event, number, times) -> 
     for d in seq_delivery.values():
         if d.may_write and done[d.seq]:
             senders_of.update((wamid.strip(), key) for wamid, key in d.expect.messages.items())
-            want_unmatched += d.expect.unmatched * done[d.seq]  # a redelivered status is kept again
+            want_unmatched += d.expect.unmatched  # kept once, however often it is delivered
     want_messages = set(senders_of) - raised_ids
     want_senders = {senders_of[wamid] for wamid in want_messages}
     have_messages = set(Message.objects.filter(number=number).values_list("provider_message_id", flat=True))

@@ -318,6 +318,10 @@ class UnmatchedStatus(TimeStampedModel):
     class Meta:
         ordering = ["created_at", "id"]
         indexes = [models.Index(fields=["number", "provider_message_id"])]
+        constraints = [
+            # the same status of the same message is one fact, however often it is delivered or processed
+            models.UniqueConstraint(fields=["number", "provider_message_id", "status"], name="unmatched_status_once"),
+        ]
         verbose_name = "unmatched status"
         verbose_name_plural = "unmatched statuses"
 

@@ -113,14 +113,20 @@ def message_status_apply(*, number: WhatsAppNumber, update: StatusUpdate) -> str
         lock_provider_id(number.pk, update.provider_message_id)
         message = find()
     if message is None:
-        UnmatchedStatus.objects.create(
-            number=number,
-            provider_message_id=update.provider_message_id[:128],
-            status=update.status,
-            status_at=update.timestamp,
-            error_code=update.error_code[:32],
-            error_reason=update.error_reason[:500],
-            payload=update.raw,
+        # once per message and status: a redelivery, or the same event processed twice, adds nothing
+        UnmatchedStatus.objects.bulk_create(
+            [
+                UnmatchedStatus(
+                    number=number,
+                    provider_message_id=update.provider_message_id[:128],
+                    status=update.status,
+                    status_at=update.timestamp,
+                    error_code=update.error_code[:32],
+                    error_reason=update.error_reason[:500],
+                    payload=update.raw,
+                )
+            ],
+            ignore_conflicts=True,
         )
         return "unmatched"
     if message.direction != Message.Direction.OUTBOUND:

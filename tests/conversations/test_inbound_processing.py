@@ -193,6 +193,15 @@ def test_a_status_before_its_message_is_kept_and_applied_later(number):
     assert message.status == Message.Status.DELIVERED and not UnmatchedStatus.objects.exists()
 
 
+def test_a_status_before_its_message_delivered_again_or_processed_twice_is_kept_once(number):
+    # found by make chaos: an event requeued while a worker still processed it kept its statuses twice
+    first = process(statuses=[meta.status("wamid.early", "delivered", ANA), meta.status("wamid.early", "read", ANA)])
+    webhook_event_process(event_id=first.pk, force=True)
+    process(statuses=[meta.status("wamid.early", "delivered", ANA)])
+
+    assert sorted(UnmatchedStatus.objects.values_list("status", flat=True)) == ["delivered", "read"]
+
+
 # --- routing, assignment, reopening ---------------------------------------------------------------------------
 
 
