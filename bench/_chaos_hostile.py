@@ -1557,7 +1557,6 @@ def hostile_api(url: str, *, count: int, seed: int = 1) -> list[Figure]:
             pinned = op.as_strategy(generation_mode=GenerationMode.NEGATIVE, path_parameters={"id": ids[kind]})
             units.append(("negative (real ids)", op, pinned.filter(refused_for_sure)))
     per_unit = _shares(negative_count, len(units))
-    per_op_auth = _shares(count - negative_count, len(operations))
 
     session_of = threading.local()
     results: list[tuple[ApiRequest, Answer]] = []
@@ -1599,7 +1598,9 @@ def hostile_api(url: str, *, count: int, seed: int = 1) -> list[Figure]:
                 key = admin_keys[sent % len(admin_keys)]
                 pool.submit(send, request_of(case, label, f"Bearer {key}"))
                 sent += 1
-        # Schema-valid requests (they would write, were they served) with a token that must not be enough.
+        # Schema-valid requests (they would write, were they served) with a token that must not be enough: the rest
+        # of `count`, including what the negative cases fell short by (an operation with nothing to make invalid).
+        per_op_auth = _shares(count - sent, len(operations))
         for index, op in enumerate(operations):
             kind = op.path.split("/")[3]
             path_parameters = {"id": ids[kind]} if "{id}" in op.path and kind in ids else None
