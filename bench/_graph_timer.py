@@ -5,8 +5,9 @@ behaviour, but under hundreds of requests a second its threads queue for the int
 times it notes bunch up by tens of milliseconds, which is the very thing a rate benchmark measures. This one is a
 single asyncio loop in a separate process: it notes each request's arrival the moment its bytes are read, answers
 like Meta (`{"messaging_product", "contacts", "messages": [{"id": "wamid…"}]}`; 401 for a wrong token), and writes
-every arrival as a `phone_number_id,to,time.time()` line to `--out`, flushed before it answers (so what a
-provider received can be read while it runs, and survives the client's crash); SIGTERM stops it.
+every arrival as a `phone_number_id,to,time.time()` line to `--out`: every 0.2 s while it runs (so what the
+provider received can be read meanwhile, as make chaos does) and at SIGTERM, which stops it. Never in the
+handler: a write there delays reading the next request, and the arrival times it notes would bunch up.
 
     python bench/_graph_timer.py --port 8123 --token EAAG... --out arrivals.csv
 """
@@ -19,10 +20,9 @@ import json
 import signal
 import time
 import uuid
-from typing import TextIO
 
 
-async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, token: str, arrivals: TextIO) -> None:
+async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, token: str, arrivals: list) -> None:
     try:
         while True:
             head = await reader.readuntil(b"\r\n\r\n")
@@ -38,8 +38,7 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, tok
                 status, reply = 401, {"error": {"message": "Invalid OAuth access token.", "code": 190}}
             else:
                 to = str(json.loads(body).get("to", ""))
-                arrivals.write(f"{parts[1]},{to},{arrived:.6f}\n")
-                arrivals.flush()
+                arrivals.append(f"{parts[1]},{to},{arrived:.6f}\n")
                 status = 200
                 reply = {
                     "messaging_product": "whatsapp",
@@ -64,14 +63,30 @@ async def main() -> None:
     parser.add_argument("--token", required=True)
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
-    with open(args.out, "a") as arrivals:
+    arrivals: list[str] = []
+    with open(args.out, "a") as out:
+
+        def flush() -> None:
+            lines = arrivals[:]
+            del arrivals[: len(lines)]
+            out.writelines(lines)
+            out.flush()
+
+        async def flusher() -> None:
+            while True:
+                await asyncio.sleep(0.2)
+                flush()
+
         server = await asyncio.start_server(
             lambda r, w: handle(r, w, args.token, arrivals), "127.0.0.1", args.port, backlog=512
         )
         stop = asyncio.Event()
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        background = asyncio.create_task(flusher())
         async with server:
             await stop.wait()
+        background.cancel()
+        flush()
 
 
 if __name__ == "__main__":

@@ -343,6 +343,7 @@ def wait_settled(world: World, load: Load, *, timeout: float) -> str:
 
 
 def provider_arrivals(world: World) -> list[tuple[str, str]]:
+    time.sleep(0.5)  # the fake writes down what it received every 0.2 s
     if not world.arrivals.exists():
         return []
     return [tuple(line.split(",")[:2]) for line in world.arrivals.read_text().splitlines() if line]
