@@ -11,10 +11,13 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-import openai
 from django.conf import settings
+
+if TYPE_CHECKING:
+    import openai
 
 
 class LLMError(Exception):
@@ -38,11 +41,15 @@ class Completion:
 @lru_cache(maxsize=8)
 def _client(base_url: str, api_key: str, timeout: float, max_retries: int) -> openai.OpenAI:
     # One client (and its connection pool) per configuration, shared by a worker's tasks.
+    import openai  # ~37 MB: imported by the first AI reply, not by every process that loads the app
+
     return openai.OpenAI(base_url=base_url or None, api_key=api_key, timeout=timeout, max_retries=max_retries)
 
 
 def chat_complete(*, model: str, messages: list[dict[str, str]], temperature: float) -> Completion:
     """Ask the model for the next assistant message. Raises LLMError."""
+    import openai
+
     if not settings.OPENAI_API_KEY:
         raise LLMError("not_configured", "No OPENAI_API_KEY is set, so the AI assistant cannot answer.")
     try:
