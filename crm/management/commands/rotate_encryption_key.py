@@ -130,6 +130,7 @@ class Command(BaseCommand):
                 if not dry_run:
                     rows = rows.select_for_update()  # a concurrent save of the row waits for this batch
                 batch = list(rows.values_list("pk", STORED)[:batch_size])
+                changed = []
                 for pk, stored in batch:
                     if not stored:
                         report.empty += 1
@@ -140,9 +141,10 @@ class Command(BaseCommand):
                         report.failed.append(failure)
                         self.stderr.write(f"ERROR {failure}; left as it is")
                         continue
-                    if not dry_run:
-                        manager.filter(pk=pk).update(**{model_field.attname: new})
+                    changed.append(model(pk=pk, **{model_field.attname: new}))  # ciphertext: stored as it is
                     report.rotated += 1
+                if changed and not dry_run:
+                    manager.bulk_update(changed, [model_field.name])  # one UPDATE for the batch
             if len(batch) < batch_size:
                 return
             last_pk = batch[-1][0]
