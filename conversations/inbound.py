@@ -278,7 +278,7 @@ def _parse_messages_change(value: dict, where: str, result: ParsedWebhook) -> No
 
 def _find_contact(contacts: list[dict], wa_id: str | None, bsuid: str | None) -> dict | None:
     for contact in contacts:
-        if (wa_id and _text(contact.get("wa_id")) == wa_id) or (bsuid and _text(contact.get("user_id")) == bsuid):
+        if (wa_id and _wa_id(contact.get("wa_id")) == wa_id) or (bsuid and _text(contact.get("user_id")) == bsuid):
             return contact
     return None
 
@@ -527,10 +527,10 @@ def _parse_status(item: dict, pid: str, contacts: list[dict], where: str, proble
         problems.append(f"{where}: missing status")
         return None
     timestamp = _timestamp_or_now(item, where, problems)
-    wa_id, bsuid = _opt(item.get("recipient_id")), _opt(item.get("recipient_user_id"))
+    wa_id, bsuid = _wa_id(item.get("recipient_id")), _opt(item.get("recipient_user_id"))
     contact = _find_contact(contacts, wa_id, bsuid)
     if contact is not None:
-        wa_id = wa_id or _opt(contact.get("wa_id"))
+        wa_id = wa_id or _wa_id(contact.get("wa_id"))
         bsuid = bsuid or _opt(contact.get("user_id"))
     code, reason = _first_error(item)
     return StatusUpdate(

@@ -821,3 +821,17 @@ def test_sign_matches_metas_header_format():
 
     assert header == "sha256=" + hmac.new(b"app-secret", raw, hashlib.sha256).hexdigest()
     assert len(header) == len("sha256=") + 64
+
+
+def test_a_sender_written_as_a_phone_number_is_its_digits_and_keeps_its_profile_name():
+    body = mp.webhook(
+        mp.messages_change(
+            mp.PHONE_NUMBER_ID,
+            messages=[mp.text_message("wamid.fmt", "+51 960-000-007", "Hola")],
+            contacts=[mp.contact("51960000007", "Ana")],
+        )
+    )
+
+    (message,) = parse_webhook(body).messages
+
+    assert message.sender.wa_id == "51960000007" and message.sender.name == "Ana"
