@@ -45,7 +45,7 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from _common import Figure, print_table, setup_django
-from _stack import APP_SECRET, Stack, read_response, sign
+from _stack import APP_SECRET, ConnectionPool, Stack, read_response, sign
 
 CLIENT_SLUG = "bench-hostile"
 PHONE_NUMBER_ID = "106540377700001"  # this scenario's own Cloud API number (bench's is 106540300000001)
@@ -1060,40 +1060,12 @@ async def send_at_rate(
     _stack.post_at_rate, with any method, headers and body); the answers in the order of `requests`."""
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
-    idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
-    opened = 0
-    available = asyncio.Condition()
+    pool = ConnectionPool(host, port, connections)
     answers: list[Answer] = [Answer(0, error="not sent")] * len(requests)
-
-    async def connection() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        nonlocal opened
-        async with available:
-            while not idle and opened >= connections:
-                await available.wait()
-            if idle:
-                return idle.pop()
-            opened += 1
-        try:
-            return await asyncio.open_connection(host, port)
-        except OSError:
-            async with available:
-                opened -= 1
-                available.notify()
-            raise
-
-    async def release(conn, reusable: bool) -> None:
-        nonlocal opened
-        async with available:
-            if reusable:
-                idle.append(conn)
-            else:
-                conn[1].close()
-                opened -= 1
-            available.notify()
 
     async def one(index: int, request: Wire) -> None:
         try:
-            conn = await connection()
+            conn = await pool.acquire()
         except OSError as exc:
             answers[index] = Answer(0, error=f"connect: {exc}")
             return
@@ -1115,7 +1087,9 @@ async def send_at_rate(
             reusable = keep and not request.close
         except (OSError, ValueError, asyncio.IncompleteReadError, TimeoutError) as exc:
             answers[index] = Answer(0, error=f"{type(exc).__name__}: {exc}")
-        await release(conn, reusable)
+        if not reusable:
+            writer.close()
+        await pool.release(conn if reusable else None)
 
     start = time.perf_counter() + 0.05
     tasks = []
@@ -1125,8 +1099,7 @@ async def send_at_rate(
             await asyncio.sleep(delay)
         tasks.append(asyncio.create_task(one(index, request)))
     await asyncio.gather(*tasks)
-    for _, writer in idle:
-        writer.close()
+    pool.close()
     return answers
 
 

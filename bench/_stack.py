@@ -162,6 +162,42 @@ class PostResult:
     status: int
 
 
+class ConnectionPool:
+    """Keep-alive HTTP/1.1 connections to one server for the load clients: at most `size` open at once."""
+
+    def __init__(self, host: str, port: int, size: int) -> None:
+        self.host, self.port, self.size = host, port, size
+        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        self.opened = 0
+        self.available = asyncio.Condition()
+
+    async def acquire(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        async with self.available:
+            while not self.idle and self.opened >= self.size:
+                await self.available.wait()
+            if self.idle:
+                return self.idle.pop()
+            self.opened += 1
+        try:
+            return await asyncio.open_connection(self.host, self.port)
+        except OSError:
+            await self.release(None)
+            raise
+
+    async def release(self, conn: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None) -> None:
+        """Give back a connection to reuse, or None for one that is closed (or never opened)."""
+        async with self.available:
+            if conn is None:
+                self.opened -= 1
+            else:
+                self.idle.append(conn)
+            self.available.notify()
+
+    def close(self) -> None:
+        for _, writer in self.idle:
+            writer.close()
+
+
 async def post_at_rate(
     url: str, requests: list[tuple[bytes, str]], *, rate: float, connections: int = 64
 ) -> list[PostResult]:
@@ -172,34 +208,13 @@ async def post_at_rate(
     CPU than the server it measured, on the same two cores."""
     parts = urlsplit(url)
     host, port, path = parts.hostname or "127.0.0.1", parts.port or 80, parts.path or "/"
-    idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
-    opened = 0
-    available = asyncio.Condition()
+    pool = ConnectionPool(host, port, connections)
     results: list[PostResult] = []
-
-    async def connection() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        nonlocal opened
-        async with available:
-            while not idle and opened >= connections:
-                await available.wait()
-            if idle:
-                return idle.pop()
-            opened += 1
-        return await asyncio.open_connection(host, port)
-
-    async def release(conn: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None) -> None:
-        nonlocal opened
-        async with available:
-            if conn is None:
-                opened -= 1
-            else:
-                idle.append(conn)
-            available.notify()
 
     async def one(due: float, raw: bytes, signature: str) -> None:
         conn = None
         try:
-            conn = await connection()
+            conn = await pool.acquire()
             reader, writer = conn
             writer.write(
                 f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
@@ -214,7 +229,7 @@ async def post_at_rate(
                 conn[1].close()
             conn = None
         results.append(PostResult(due, time.perf_counter() - due, status))
-        await release(conn)
+        await pool.release(conn)
 
     start = time.perf_counter() + 0.05
     tasks = []
@@ -225,8 +240,7 @@ async def post_at_rate(
             await asyncio.sleep(delay)
         tasks.append(asyncio.create_task(one(due, raw, signature)))
     await asyncio.gather(*tasks)
-    for _, writer in idle:
-        writer.close()
+    pool.close()
     return results
 
 
