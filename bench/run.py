@@ -7,7 +7,7 @@ fails.
 
 `--smoke` runs each benchmark small, with loose targets and short sessions leases: it checks that the harness
 works end to end in under two minutes (CI runs it), not this machine's speed. Without it the benchmarks run at
-the sizes and targets of their issues (about 15 minutes on a two-core machine, plus ~2 minutes the first time
+the sizes and targets of their issues (about 9 minutes on a two-core machine, plus ~2 minutes the first time
 `crm_at_scale` loads its data).
 """
 
